@@ -1,0 +1,50 @@
+"""Command line: `cds-service serve` (and the trial team's commands)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from cds_service.config import REPO_ROOT, Config
+from cds_service.errors import ConfigError
+
+GUNICORN_CONF = REPO_ROOT / "deploy" / "gunicorn.conf.py"
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Start gunicorn with deploy/gunicorn.conf.py; --host/--port override HOST/PORT."""
+    if args.host:
+        os.environ["HOST"] = args.host
+    if args.port:
+        os.environ["PORT"] = str(args.port)
+    Config.from_env()  # refuse a bad setting here, with its name, before gunicorn starts
+    if not GUNICORN_CONF.is_file():
+        raise ConfigError(f"{GUNICORN_CONF} is missing; run from a checkout of the repository")
+    argv = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF)]
+    os.execv(sys.executable, argv)  # noqa: S606 - our own interpreter, fixed arguments
+    return 0  # pragma: no cover - execv does not return
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cds-service", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the CDS Hooks service (gunicorn)")
+    serve.add_argument("--host", help="address to listen on (default: HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: PORT or 8080)")
+    serve.set_defaults(handler=_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except ConfigError as exc:
+        print(f"cds-service: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""Configuration from environment variables only; every variable is declared once, here."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from cds_service.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# The embedded default lets the service call FHIR servers on this machine only: an address it is
+# handed in a request must never steer it at other hosts unless an operator allowed that host.
+LOOPBACK_FHIR_SERVERS = ("http://127.0.0.1", "http://localhost", "http://[::1]")
+
+
+def _int(raw: str) -> int:
+    return int(raw)
+
+
+def _float(raw: str) -> float:
+    return float(raw)
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _list(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip().rstrip("/") for part in raw.split(",") if part.strip())
+
+
+def _repo_path(raw: str) -> Path:
+    # Relative to the repository, so `make run` finds the artifacts from any working directory.
+    return REPO_ROOT / Path(raw).expanduser()
+
+
+def _optional_str(raw: str) -> str | None:
+    return raw or None
+
+
+def _optional_path(raw: str) -> Path | None:
+    return Path(raw).expanduser() if raw else None
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: its name, default (as the text an operator would write) and meaning."""
+
+    field: str
+    env: str
+    default: str
+    parse: Callable[[str], Any]
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("host", "HOST", "127.0.0.1", str, "Address the service listens on."),
+    Setting("port", "PORT", "8080", _int, "Port the service listens on."),
+    Setting("workers", "CDS_WORKERS", "2", _int, "gunicorn worker processes."),
+    Setting("threads", "CDS_THREADS", "4", _int, "Threads per gunicorn worker."),
+    Setting("log_level", "CDS_LOG_LEVEL", "INFO", str, "Log level (logs are JSON lines on stderr)."),
+    Setting("base_url", "CDS_BASE_URL", "", _optional_str,
+            "Public base URL of the service when it runs behind a proxy; the JWT `aud` is checked "
+            "against it. Unset: the URL of the request as received."),
+    Setting("cors_origins", "CDS_CORS_ORIGINS", "*", _list,
+            "Browser origins allowed by CORS, comma-separated; `*` allows any (no cookies are used)."),
+    Setting("max_body_bytes", "CDS_MAX_BODY_BYTES", "1048576", _int,
+            "Largest request body accepted (413 above)."),
+    Setting("max_resources", "CDS_MAX_RESOURCES", "5000", _int,
+            "Most FHIR resources accepted in one request's prefetch and draftOrders together (413 above)."),
+    Setting("allowed_fhir_servers", "CDS_ALLOWED_FHIR_SERVERS", ",".join(LOOPBACK_FHIR_SERVERS), _list,
+            "FHIR server base URLs the service may call, comma-separated (prefix match on whole path "
+            "segments); a request naming another server gets 403. The default allows loopback only."),
+    Setting("fhir_connect_timeout", "CDS_FHIR_CONNECT_TIMEOUT", "1.0", _float,
+            "Seconds to wait for a connection to the FHIR server."),
+    Setting("fhir_read_timeout", "CDS_FHIR_READ_TIMEOUT", "3.0", _float,
+            "Seconds to wait for a FHIR server's answer to one request."),
+    Setting("fhir_retries", "CDS_FHIR_RETRIES", "2", _int,
+            "Retries of one FHIR read on 429/502/503/504 or a dropped connection, with backoff."),
+    Setting("fhir_max_pages", "CDS_FHIR_MAX_PAGES", "20", _int,
+            "Most `next` pages followed for one FHIR search."),
+    Setting("call_deadline_ms", "CDS_CALL_DEADLINE_MS", "4000", _int,
+            "Time budget of one hook call for all its FHIR reads together; past it the call answers 412."),
+    Setting("cache_ttl_seconds", "CDS_CACHE_TTL_SECONDS", "120", _int,
+            "How long a FHIR read is reused (per server, query and access token)."),
+    Setting("cache_size", "CDS_CACHE_SIZE", "2048", _int, "Most FHIR reads kept in the cache."),
+    Setting("jwt_issuers", "CDS_JWT_ISSUERS", "", _optional_path,
+            "JSON file of trusted CDS clients (issuers, JWKS, jku, tenants). Unset: the service runs "
+            "OPEN, accepting any caller — for local use only; it says so at start and in /healthz."),
+    Setting("jwt_leeway_seconds", "CDS_JWT_LEEWAY_SECONDS", "30", _int,
+            "Clock skew tolerated on JWT `exp`/`iat`/`nbf`."),
+    Setting("database_url", "CDS_DATABASE_URL", "sqlite:///var/dexfree-audit.sqlite3", str,
+            "Audit store: `sqlite:///path` (relative to the working directory) or "
+            "`postgresql://…` for several replicas."),
+    Setting("pseudonym_salt", "CDS_PSEUDONYM_SALT", "", _optional_str,
+            "Secret salt for pseudonymous patient keys in logs and audit. Unset: a random salt kept in "
+            "the audit store."),
+    Setting("plan_definitions", "CDS_PLAN_DEFINITIONS", "plan_definitions", _repo_path,
+            "Folder of the trial's FHIR artifacts (the source of every protocol number and code); "
+            "a relative path is taken from the repository root."),
+    Setting("local_valuesets", "CDS_LOCAL_VALUESETS", "", _optional_path,
+            "Extra site ValueSet file (JSON) adding local codes, e.g. the site's own drug codes."),
+    Setting("timezone", "CDS_TIMEZONE", "Europe/Paris", str,
+            "Time zone of the patients' calendar, used to turn instants into cycle days."),
+    Setting("show_not_eligible", "CDS_SHOW_NOT_ELIGIBLE", "false", _bool,
+            "Show a patient-view card to patients decisively not eligible (default: no card)."),
+    Setting("ecog_window_days", "CDS_ECOG_WINDOW_DAYS", "90", _int,
+            "An ECOG observation older than this many days does not count for inclusion criterion I5."),
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The service's settings; build it with `Config.from_env()` (or with keywords in tests)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 2
+    threads: int = 4
+    log_level: str = "INFO"
+    base_url: str | None = None
+    cors_origins: tuple[str, ...] = ("*",)
+    max_body_bytes: int = 1_048_576
+    max_resources: int = 5000
+    allowed_fhir_servers: tuple[str, ...] = LOOPBACK_FHIR_SERVERS
+    fhir_connect_timeout: float = 1.0
+    fhir_read_timeout: float = 3.0
+    fhir_retries: int = 2
+    fhir_max_pages: int = 20
+    call_deadline_ms: int = 4000
+    cache_ttl_seconds: int = 120
+    cache_size: int = 2048
+    jwt_issuers: Path | None = None
+    jwt_leeway_seconds: int = 30
+    database_url: str = "sqlite:///var/dexfree-audit.sqlite3"
+    pseudonym_salt: str | None = None
+    plan_definitions: Path = REPO_ROOT / "plan_definitions"
+    local_valuesets: Path | None = None
+    timezone: str = "Europe/Paris"
+    show_not_eligible: bool = False
+    ecog_window_days: int = 90
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
+        """Read every setting from the environment; a value that does not parse stops the start-up."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for setting in SETTINGS:
+            raw = environ.get(setting.env, setting.default)
+            try:
+                values[setting.field] = setting.parse(raw.strip())
+            except ValueError as exc:
+                raise ConfigError(f"{setting.env}={raw!r} is not valid: {exc}") from None
+        config = cls(**values)
+        config.check()
+        return config
+
+    def check(self) -> None:
+        """Refuse settings that cannot work, with the variable to fix."""
+        positive = {
+            "PORT": self.port, "CDS_WORKERS": self.workers, "CDS_THREADS": self.threads,
+            "CDS_MAX_BODY_BYTES": self.max_body_bytes, "CDS_MAX_RESOURCES": self.max_resources,
+            "CDS_FHIR_MAX_PAGES": self.fhir_max_pages, "CDS_CALL_DEADLINE_MS": self.call_deadline_ms,
+            "CDS_CACHE_SIZE": self.cache_size,
+        }
+        for env, value in positive.items():
+            if value <= 0:
+                raise ConfigError(f"{env} must be greater than 0, not {value}")
+        if self.fhir_retries < 0 or self.cache_ttl_seconds < 0 or self.jwt_leeway_seconds < 0:
+            raise ConfigError(
+                "CDS_FHIR_RETRIES, CDS_CACHE_TTL_SECONDS and CDS_JWT_LEEWAY_SECONDS cannot be negative")
+        for server in self.allowed_fhir_servers:
+            if not server.startswith(("http://", "https://")):
+                raise ConfigError(f"CDS_ALLOWED_FHIR_SERVERS entry {server!r} is not an http(s) URL")
+
+    def summary(self) -> dict[str, Any]:
+        """The settings in force, for the start-up log (no secret values)."""
+        shown: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "pseudonym_salt":
+                value = "set" if value else "unset (random, kept in the audit store)"
+            elif isinstance(value, Path):
+                value = str(value)
+            shown[f.name] = value
+        return shown
+

@@ -1,0 +1,62 @@
+"""Structured logs: one JSON object per line, with secrets scrubbed as a last line of defence."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+# Callers never pass tokens or patient data to a logger; these patterns catch a mistake before it
+# reaches disk: compact JWS/JWT, bearer credentials and `access_token` values.
+_SECRET_PATTERNS = (
+    (re.compile(r"eyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]*"), "[jwt]"),
+    (re.compile(r"(?i)(bearer\s+)[^\s\"',;]+"), r"\1[token]"),
+    (re.compile(r"(?i)(\"?access_token\"?\s*[:=]\s*\"?)[^\s\"',;}]+"), r"\1[token]"),
+)
+
+
+def scrub(text: str) -> str:
+    """Replace anything shaped like a token in a log text."""
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a record as one JSON line: time, level, logger, event, then the record's `fields`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        extra = getattr(record, "fields", None)
+        if isinstance(extra, dict):
+            entry.update(extra)
+        if record.exc_info:
+            # The traceback stays in the log (it has no request data in it: no locals are printed).
+            entry["exception"] = self.formatException(record.exc_info)
+        return scrub(json.dumps(entry, default=str, ensure_ascii=False))
+
+
+def configure_logging(level: str = "INFO", stream: Any = None) -> None:
+    """Send every log record of the process, as JSON lines, to stderr (or the given stream)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # Library chatter (connection pools, werkzeug's request lines with full URLs) adds nothing and
+    # could carry query strings: keep only their warnings.
+    for noisy in ("urllib3", "werkzeug", "gunicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:
+    """Log one structured event; `fields` must hold no patient data or secrets."""
+    logger.log(level, event, extra={"fields": fields})
