@@ -1,0 +1,64 @@
+"""Service descriptions (hook, id, prefetch) declared once, and the discovery document built from them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cds_service.errors import CdsError
+from cds_service.hooks.response import prune
+
+if TYPE_CHECKING:
+    from cds_service.services.base import ServiceCall
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    """One CDS service: what discovery says of it, and the function that turns a call into cards."""
+
+    id: str
+    hook: str
+    title: str
+    description: str
+    prefetch: Mapping[str, str]
+    evaluate: Callable[[ServiceCall], list[dict[str, Any]]] = field(repr=False)
+    usage_requirements: str | None = None
+    # Record parts that must be available for an answer; without them the call is answered 412.
+    needs: tuple[str, ...] = ()
+
+    def discovery_entry(self) -> dict[str, Any]:
+        return prune({
+            "hook": self.hook,
+            "id": self.id,
+            "title": self.title,
+            "description": self.description,
+            "prefetch": dict(self.prefetch),
+            "usageRequirements": self.usage_requirements,
+        })
+
+
+class Registry:
+    """The services this deployment offers, by id."""
+
+    def __init__(self, services: Iterable[ServiceDefinition]) -> None:
+        self._services: dict[str, ServiceDefinition] = {}
+        for service in services:
+            if service.id in self._services:
+                raise ValueError(f"two services share the id {service.id}")
+            self._services[service.id] = service
+
+    def get(self, service_id: str) -> ServiceDefinition:
+        """The service with this id, or a 404 CdsError."""
+        try:
+            return self._services[service_id]
+        except KeyError:
+            raise CdsError(404, f"No CDS service with id {service_id!r}; see GET /cds-services",
+                           code="not-found") from None
+
+    def __iter__(self):
+        return iter(self._services.values())
+
+    def discovery(self) -> dict[str, Any]:
+        """The body of GET /cds-services."""
+        return {"services": [s.discovery_entry() for s in self._services.values()]}

@@ -1,0 +1,180 @@
+"""CDS Hooks 2.0.1 request parsing: the body of a service call, checked field by field."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+from urllib.parse import urlsplit
+
+from cds_service.errors import CdsError, bad_request
+
+# Required context fields of each hook (HL7 cds-hooks-library: patient-view 1.0, order-select 1.0,
+# order-sign 1.0) and the JSON type each must have.
+HOOK_CONTEXT: Mapping[str, Mapping[str, type]] = {
+    "patient-view": {"userId": str, "patientId": str},
+    "order-select": {"userId": str, "patientId": str, "selections": list, "draftOrders": dict},
+    "order-sign": {"userId": str, "patientId": str, "draftOrders": dict},
+}
+OPTIONAL_CONTEXT: Mapping[str, type] = {"encounterId": str}
+
+JSON_CONTENT_TYPES = ("application/json", "application/fhir+json")
+
+
+@dataclass(frozen=True)
+class FhirAuthorization:
+    """The bearer token the CDS client lends for reads from its FHIR server (never logged, never shown)."""
+
+    access_token: str = field(repr=False)
+    token_type: str = "Bearer"  # noqa: S105 - a scheme name, not a secret
+    scope: str | None = None
+    subject: str | None = None
+    expires_in: int | None = None
+    patient: str | None = None
+
+
+@dataclass(frozen=True)
+class HookRequest:
+    """One validated hook call. `prefetch` keeps what the client sent, null values included."""
+
+    hook: str
+    hook_instance: str
+    context: Mapping[str, Any]
+    fhir_server: str | None = None
+    fhir_authorization: FhirAuthorization | None = field(default=None, repr=False)
+    prefetch: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def patient_id(self) -> str:
+        return self.context["patientId"]
+
+    @property
+    def user_id(self) -> str:
+        return self.context["userId"]
+
+    @property
+    def encounter_id(self) -> str | None:
+        return self.context.get("encounterId")
+
+    @property
+    def draft_orders(self) -> Mapping[str, Any] | None:
+        return self.context.get("draftOrders")
+
+    @property
+    def selections(self) -> tuple[str, ...]:
+        return tuple(self.context.get("selections") or ())
+
+
+def read_limited(stream: BinaryIO, limit: int) -> bytes:
+    """Read a request body of at most `limit` bytes; 413 past it, whether or not Content-Length was sent."""
+    chunks, size = [], 0
+    while True:
+        chunk = stream.read(min(65536, limit + 1 - size))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise CdsError(413, f"The request body is larger than {limit} bytes", code="too-costly")
+
+
+def read_json_body(data: bytes, content_type: str | None) -> Any:
+    """The request body as JSON, or a 415/400 CdsError that says what is wrong with it."""
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type not in JSON_CONTENT_TYPES:
+        raise CdsError(415, f"Content-Type must be application/json, not {media_type or 'absent'}",
+                       code="not-supported")
+    if not data.strip():
+        raise bad_request("The request body is empty; a JSON object is required")
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        # json's own message quotes the body: say where it broke, never what it contained.
+        raise bad_request("The request body is not valid JSON") from None
+
+
+def _require(body: Mapping[str, Any], name: str, kind: type, where: str = "") -> Any:
+    path = f"{where}{name}"
+    if name not in body or body[name] is None:
+        raise bad_request(f"Required field {path} is missing", path)
+    value = body[name]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise bad_request(f"Field {path} must be a JSON {_json_type(kind)}", path)
+    if kind is str and not value.strip():
+        raise bad_request(f"Field {path} must not be empty", path)
+    return value
+
+
+def _json_type(kind: type) -> str:
+    return {str: "string", list: "array", dict: "object", int: "number"}.get(kind, kind.__name__)
+
+
+def _check_url(value: str, path: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise bad_request(f"Field {path} must be an absolute http(s) URL", path)
+    return value.rstrip("/")
+
+
+def parse_hook_request(body: Any, expected_hook: str, service_id: str) -> HookRequest:
+    """Check a service call against the specification and the service's hook; unknown fields are ignored."""
+    if not isinstance(body, dict):
+        raise bad_request("The request body must be a JSON object")
+    hook = _require(body, "hook", str)
+    if hook != expected_hook:
+        raise bad_request(f"Service {service_id} answers the {expected_hook} hook, not {hook}", "hook")
+    hook_instance = _require(body, "hookInstance", str)
+    context = _require(body, "context", dict)
+    for name, kind in HOOK_CONTEXT[hook].items():
+        _require(context, name, kind, "context.")
+    for name, kind in OPTIONAL_CONTEXT.items():
+        if context.get(name) is not None:
+            _require(context, name, kind, "context.")
+    if hook == "order-select" and not all(isinstance(s, str) for s in context["selections"]):
+        raise bad_request("Field context.selections must be an array of strings", "context.selections")
+    if "draftOrders" in HOOK_CONTEXT[hook] and context["draftOrders"].get("resourceType") != "Bundle":
+        # The Sandbox omits Bundle.type; only the resourceType is insisted on.
+        raise bad_request("Field context.draftOrders must be a FHIR Bundle", "context.draftOrders")
+
+    fhir_server = None
+    if body.get("fhirServer") is not None:
+        fhir_server = _check_url(_require(body, "fhirServer", str), "fhirServer")
+    authorization = None
+    if body.get("fhirAuthorization") is not None:
+        auth = _require(body, "fhirAuthorization", dict)
+        if fhir_server is None:
+            raise bad_request("Field fhirServer is required when fhirAuthorization is sent", "fhirServer")
+        token = _require(auth, "access_token", str, "fhirAuthorization.")
+        token_type = _require(auth, "token_type", str, "fhirAuthorization.")
+        if token_type.lower() != "bearer":
+            raise bad_request("fhirAuthorization.token_type must be Bearer", "fhirAuthorization.token_type")
+        expires_in = auth.get("expires_in")
+        authorization = FhirAuthorization(
+            access_token=token,
+            token_type="Bearer",  # noqa: S106 - a scheme name
+            scope=auth.get("scope") if isinstance(auth.get("scope"), str) else None,
+            subject=auth.get("subject") if isinstance(auth.get("subject"), str) else None,
+            expires_in=expires_in if type(expires_in) is int else None,
+            patient=auth.get("patient") if isinstance(auth.get("patient"), str) else None,
+        )
+    prefetch = body.get("prefetch")
+    if prefetch is None:
+        prefetch = {}
+    elif not isinstance(prefetch, dict):
+        raise bad_request("Field prefetch must be a JSON object", "prefetch")
+    for key, value in prefetch.items():
+        if value is not None and not isinstance(value, dict):
+            raise bad_request(f"Prefetch value {key} must be a FHIR resource or null", f"prefetch.{key}")
+    return HookRequest(hook=hook, hook_instance=hook_instance, context=context, fhir_server=fhir_server,
+                       fhir_authorization=authorization, prefetch=prefetch)
+
+
+def count_resources(request: HookRequest) -> int:
+    """How many FHIR resources a request carries in its prefetch and draftOrders (Bundle entries count)."""
+    total = 0
+    for value in (*request.prefetch.values(), request.draft_orders):
+        if isinstance(value, dict):
+            entries = value.get("entry") if value.get("resourceType") == "Bundle" else None
+            total += len(entries) if isinstance(entries, list) else 1
+    return total

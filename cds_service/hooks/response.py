@@ -1,0 +1,155 @@
+"""CDS Hooks 2.0.1 response building: the one place that shapes cards and enforces the spec's rules."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from cds_service.logs import log_event
+
+log = logging.getLogger(__name__)
+
+INDICATORS = ("info", "warning", "critical")
+SELECTION_BEHAVIORS = ("at-most-one", "any")
+ACTION_TYPES = ("create", "update", "delete")
+LINK_TYPES = ("absolute", "smart")
+# "summary: <140-character summary message for display to the user" — so 139 at most.
+SUMMARY_MAX = 139
+
+
+class CardError(ValueError):
+    """A card the service built breaks the specification: a programming error, never sent as is."""
+
+
+def coding(system: str, code: str, display: str | None = None) -> dict[str, Any]:
+    """A CDS Hooks Coding (system and code are required by the spec for override reasons)."""
+    return prune({"system": system, "code": code, "display": display})
+
+
+def link(label: str, url: str, kind: str = "absolute", app_context: str | None = None) -> dict[str, Any]:
+    """A card link; `smart` links may carry an appContext."""
+    return prune({"label": label, "url": url, "type": kind, "appContext": app_context})
+
+
+def action(kind: str, description: str, *, resource: Mapping[str, Any] | None = None,
+           resource_id: str | None = None) -> dict[str, Any]:
+    """A suggestion action: create/update carry a resource, delete a resourceId (`Type/id`)."""
+    return prune({"type": kind, "description": description, "resource": resource, "resourceId": resource_id})
+
+
+def suggestion(label: str, actions: Sequence[Mapping[str, Any]], *, recommended: bool | None = None,
+               suggestion_uuid: str | None = None) -> dict[str, Any]:
+    """A suggestion with its actions; a uuid is given so the client can report it as accepted."""
+    return prune({"label": label, "uuid": suggestion_uuid or str(uuid.uuid4()),
+                  "isRecommended": recommended, "actions": list(actions)})
+
+
+def card(
+    *,
+    summary: str,
+    indicator: str,
+    source: Mapping[str, Any],
+    detail: str | None = None,
+    suggestions: Sequence[Mapping[str, Any]] = (),
+    selection_behavior: str | None = None,
+    override_reasons: Sequence[Mapping[str, Any]] = (),
+    links: Sequence[Mapping[str, Any]] = (),
+    extension: Mapping[str, Any] | None = None,
+    card_uuid: str | None = None,
+) -> dict[str, Any]:
+    """A card, checked against the specification (see `check_card`)."""
+    built = prune({
+        "uuid": card_uuid or str(uuid.uuid4()),
+        "summary": summary,
+        "detail": detail,
+        "indicator": indicator,
+        "source": dict(source),
+        "suggestions": list(suggestions),
+        "selectionBehavior": selection_behavior or ("at-most-one" if suggestions else None),
+        "overrideReasons": list(override_reasons),
+        "links": list(links),
+        "extension": dict(extension) if extension else None,
+    })
+    return check_card(built)
+
+
+def check_card(built: dict[str, Any]) -> dict[str, Any]:
+    """Enforce the spec on one card: required fields, allowed codes, summary length, uuids."""
+    built.setdefault("uuid", str(uuid.uuid4()))
+    summary = " ".join(str(built.get("summary") or "").split())
+    if not summary:
+        raise CardError("card without summary")
+    if len(summary) > SUMMARY_MAX:
+        # A clinician must still get the card; the full text is in the detail. Logged so it gets fixed.
+        log_event(log, "card summary shortened", logging.WARNING, length=len(summary))
+        summary = summary[: SUMMARY_MAX - 1].rstrip() + "…"
+    built["summary"] = summary
+    if built.get("indicator") not in INDICATORS:
+        raise CardError(f"card indicator {built.get('indicator')!r} is not one of {INDICATORS}")
+    if not isinstance(built.get("source"), dict) or not built["source"].get("label"):
+        raise CardError("card without source.label")
+    suggestions = built.get("suggestions") or []
+    for item in suggestions:
+        item.setdefault("uuid", str(uuid.uuid4()))
+        if not item.get("label"):
+            raise CardError("suggestion without label")
+        for act in item.get("actions") or []:
+            _check_action(act)
+    if suggestions:
+        built.setdefault("selectionBehavior", "at-most-one")
+        if built["selectionBehavior"] not in SELECTION_BEHAVIORS:
+            raise CardError(f"selectionBehavior {built['selectionBehavior']!r} is not allowed")
+    else:
+        built.pop("selectionBehavior", None)
+    for reason in built.get("overrideReasons") or []:
+        if not reason.get("system") or not reason.get("code"):
+            raise CardError("override reason without system and code")
+    for item in built.get("links") or []:
+        if not item.get("label") or not item.get("url") or item.get("type") not in LINK_TYPES:
+            raise CardError("link needs label, url and type absolute|smart")
+        if item.get("appContext") and item["type"] != "smart":
+            raise CardError("appContext is only for smart links")
+    return built
+
+
+def _check_action(act: Mapping[str, Any]) -> None:
+    kind = act.get("type")
+    if kind not in ACTION_TYPES:
+        raise CardError(f"action type {kind!r} is not one of {ACTION_TYPES}")
+    if not act.get("description"):
+        raise CardError("action without description")
+    if kind == "delete" and not act.get("resourceId"):
+        raise CardError("delete action without resourceId")
+    if kind in ("create", "update") and not act.get("resource"):
+        raise CardError(f"{kind} action without resource")
+
+
+def cds_response(cards: Iterable[Mapping[str, Any]],
+                 system_actions: Iterable[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """The body of a service response: `{"cards": [...]}` (the one empty array the spec allows)."""
+    checked = [check_card(prune(dict(c))) for c in cards]
+    body: dict[str, Any] = {"cards": checked}
+    actions = [prune(dict(a)) for a in system_actions]
+    if actions:
+        body["systemActions"] = actions
+    return body
+
+
+def prune(value: Any) -> Any:
+    """Drop null, empty-string, empty-array and empty-object values, recursively (the spec forbids them)."""
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            kept = prune(item)
+            if not _empty(kept):
+                out[key] = kept
+        return out
+    if isinstance(value, list | tuple):
+        return [item for item in (prune(i) for i in value) if not _empty(item)]
+    return value
+
+
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, str | list | dict) and len(value) == 0)
