@@ -1,0 +1,152 @@
+"""HTTP routes: parse, call the runtime, serialize. CORS, error bodies and request logs live here too."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from flask import Flask, Response, g, json, request
+from werkzeug.exceptions import HTTPException
+
+from cds_service.config import Config
+from cds_service.errors import CdsError, operation_outcome
+from cds_service.hooks.request import read_json_body, read_limited
+from cds_service.logs import configure_logging, log_event
+from cds_service.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+# HTTP errors raised by Flask itself, as FHIR issue codes.
+_HTTP_ISSUE_CODES = {404: "not-found", 405: "not-supported", 413: "too-costly", 415: "not-supported"}
+
+
+def create_app(config: Config | None = None, runtime: Runtime | None = None) -> Flask:
+    """The WSGI application; gunicorn calls it with no arguments (configuration from the environment)."""
+    if runtime is None:
+        config = config or Config.from_env()
+        configure_logging(config.log_level)
+        runtime = build_runtime(config)
+        runtime.log_start()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = runtime.config.max_body_bytes
+    app.json.sort_keys = False
+    app.extensions["cds_runtime"] = runtime
+    _routes(app, runtime)
+    _hooks(app, runtime)
+    return app
+
+
+def build_runtime(config: Config) -> Runtime:
+    """The production wiring: every part built from the configuration, failing fast if one is wrong."""
+    return Runtime(config=config)
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    response = Response(json.dumps(body), status=status, mimetype="application/json")
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def _outcome(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> Response:
+    body = operation_outcome(message, code=code)
+    return _json(body, status, headers)
+
+
+def _routes(app: Flask, runtime: Runtime) -> None:
+    @app.get("/cds-services")
+    def discovery() -> Response:
+        return _json(runtime.registry.discovery())
+
+    @app.post("/cds-services/<service_id>")
+    def call_service(service_id: str) -> Response:
+        g.log_fields["service"] = service_id
+        body = read_json_body(_body(runtime), request.content_type)
+        return _json(runtime.call(service_id, body, g.log_fields))
+
+    @app.post("/cds-services/<service_id>/feedback")
+    def feedback(service_id: str) -> Response:
+        g.log_fields["service"] = service_id
+        body = read_json_body(_body(runtime), request.content_type)
+        result = runtime.feedback(service_id, body)
+        g.log_fields.update(result)
+        return _json(result)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return _json(runtime.health())
+
+
+def _hooks(app: Flask, runtime: Runtime) -> None:
+    @app.before_request
+    def start() -> None:
+        g.started = time.perf_counter()
+        g.log_fields = {}
+        # Preflight requests carry no credentials by design; /healthz is for load balancers.
+        if request.method != "OPTIONS" and request.path != "/healthz":
+            runtime.authenticate(request.headers.get("Authorization"), _called_url(runtime))
+
+    @app.after_request
+    def finish(response: Response) -> Response:
+        _cors(response, runtime)
+        rule = request.url_rule.rule if request.url_rule else "unmatched"
+        fields = getattr(g, "log_fields", {})
+        log_event(log, "request", method=request.method, route=rule, status=response.status_code,
+                  ms=round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 1),
+                  **fields)
+        return response
+
+    @app.errorhandler(CdsError)
+    def cds_error(exc: CdsError) -> Response:
+        g.setdefault("log_fields", {})["error"] = exc.message if exc.status not in (401, 403) else exc.code
+        if exc.status == 401:
+            # No detail to the caller: the reason is in the log only.
+            return _outcome(401, "Unauthorized", "login", {"WWW-Authenticate": "Bearer"})
+        return _json(exc.outcome(), exc.status, exc.headers)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        message = {
+            404: "No such endpoint; the CDS services are listed at GET /cds-services",
+            405: f"Method {request.method} is not allowed here",
+            413: f"The request body is larger than {runtime.config.max_body_bytes} bytes",
+        }.get(status, exc.name)
+        return _outcome(status, message, _HTTP_ISSUE_CODES.get(status, "exception"))
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        error_id = str(uuid.uuid4())
+        # The traceback goes to the log with the id; the caller gets the id only.
+        log.exception("unexpected error", extra={"fields": {"errorId": error_id}})
+        return _outcome(500, f"Internal error {error_id}; the service log has the details", "exception")
+
+
+def _body(runtime: Runtime) -> bytes:
+    # Flask's own limit is not applied to chunked uploads under every WSGI server: bound it here too.
+    return read_limited(request.stream, runtime.config.max_body_bytes)
+
+
+def _called_url(runtime: Runtime) -> str:
+    """The URL the client called, as it would appear in a JWT `aud` (CDS_BASE_URL behind a proxy)."""
+    if runtime.config.base_url:
+        return runtime.config.base_url.rstrip("/") + request.path
+    return request.base_url
+
+
+def _cors(response: Response, runtime: Runtime) -> None:
+    origins = runtime.config.cors_origins
+    origin = request.headers.get("Origin")
+    if "*" in origins:
+        response.headers["Access-Control-Allow-Origin"] = "*"
+    elif origin and origin.rstrip("/") in origins:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers.add("Vary", "Origin")
+    else:
+        return
+    # Authorization must be named: the `*` wildcard of Allow-Headers does not cover it.
+    response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+    response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+    response.headers["Access-Control-Max-Age"] = "600"

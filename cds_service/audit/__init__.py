@@ -1,0 +1,1 @@
+"""Audit trail: cards shown and what clinicians did with them."""

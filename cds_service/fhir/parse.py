@@ -1,0 +1,95 @@
+"""Parsing raw FHIR R4 JSON with the fhir.resources R4B models, leniently where EHR data is slightly off."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+
+from fhir.resources.R4B import get_fhir_model_class
+from fhir.resources.R4B.resource import Resource
+from pydantic import ValidationError
+
+from cds_service.logs import log_event
+
+log = logging.getLogger(__name__)
+
+# Repairs tried, in one pass, when a resource does not validate: real clients send single objects
+# where R4 wants arrays (the CDS Hooks Sandbox's `category`, `reasonCode`) and vendor elements the
+# models forbid. Anything else that is wrong makes the resource unreadable.
+_MAX_REPAIR_ROUNDS = 3
+
+
+def parse_resource(raw: Any) -> Resource:
+    """Validate one resource with its R4B model, repairing list/extra-element slips; raises ValueError."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("resourceType"), str):
+        raise ValueError("not a FHIR resource")
+    try:
+        model = get_fhir_model_class(raw["resourceType"])
+    except (KeyError, ValueError):
+        raise ValueError(f"unknown resourceType {raw['resourceType'][:40]!r}") from None
+    data = raw
+    for _ in range(_MAX_REPAIR_ROUNDS):
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            repaired = _repair(data, exc.errors())
+            if repaired is None:
+                raise ValueError(f"{raw['resourceType']} does not validate: {_where(exc)}") from None
+            data = repaired
+    raise ValueError(f"{raw['resourceType']} does not validate after repairs")
+
+
+def _where(exc: ValidationError) -> str:
+    # Locations and error types only: pydantic's messages quote the input, which may be PHI.
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])} ({e['type']})" for e in exc.errors()[:3])
+
+
+def _repair(data: dict[str, Any], errors: list[dict[str, Any]]) -> dict[str, Any] | None:
+    fixed = copy.deepcopy(data)
+    changed = False
+    for error in errors:
+        loc = [p for p in error["loc"] if p != "__root__"]
+        parent, key = _walk(fixed, loc[:-1]), loc[-1] if loc else None
+        if parent is None or key is None:
+            return None
+        if error["type"] == "extra_forbidden" and isinstance(parent, dict) and key in parent:
+            del parent[key]
+            changed = True
+        elif (error["type"] == "list_type" and isinstance(parent, dict)
+              and isinstance(parent.get(key), dict)):
+            parent[key] = [parent[key]]
+            changed = True
+        else:
+            return None
+    return fixed if changed else None
+
+
+def _walk(data: Any, path: list[Any]) -> Any:
+    for part in path:
+        in_dict = isinstance(data, dict) and part in data
+        in_list = isinstance(data, list) and isinstance(part, int) and part < len(data)
+        if in_dict or in_list:
+            data = data[part]
+        else:
+            return None
+    return data
+
+
+def bundle_resources(value: Any) -> list[dict[str, Any]]:
+    """The resources in a prefetch value: a Bundle's entries, or the value itself."""
+    if not isinstance(value, dict):
+        return []
+    if value.get("resourceType") == "Bundle":
+        return [e["resource"] for e in value.get("entry") or []
+                if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
+    return [value]
+
+
+def warm_models(resource_types: tuple[str, ...]) -> None:
+    """Build the R4B model classes at start-up, not on the first request (the first use costs ~50 ms)."""
+    for resource_type in resource_types:
+        try:
+            get_fhir_model_class(resource_type).model_validate({"resourceType": resource_type})
+        except ValidationError:
+            log_event(log, "model warm-up validation failed", logging.DEBUG, resourceType=resource_type)

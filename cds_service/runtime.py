@@ -1,0 +1,105 @@
+"""The service's parts, wired once per process, and the steps of a call: parse, load, evaluate, answer."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from cds_service import __version__
+from cds_service.audit.sink import AuditSink, NullAudit
+from cds_service.config import Config
+from cds_service.errors import CdsError, ConfigError
+from cds_service.fhir.assemble import assemble_record
+from cds_service.hooks.feedback import parse_feedback
+from cds_service.hooks.registry import Registry
+from cds_service.hooks.request import count_resources, parse_hook_request
+from cds_service.hooks.response import cds_response
+from cds_service.logs import log_event
+from cds_service.services import default_registry
+from cds_service.services.base import ServiceCall
+
+log = logging.getLogger(__name__)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    """Configuration, knowledge, services and stores of one process; tests build one with fakes."""
+
+    config: Config
+    registry: Registry = field(default_factory=default_registry)
+    knowledge: Any = None
+    audit: AuditSink = field(default_factory=NullAudit)
+    clock: Callable[[], datetime] = _utc_now
+    # Checks the caller's Authorization header for a URL; raises CdsError(401). None: open service.
+    authenticator: Callable[[str | None, str], None] | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            self.zone = ZoneInfo(self.config.timezone)
+        except (KeyError, ValueError):
+            raise ConfigError(f"CDS_TIMEZONE={self.config.timezone!r} is not a known time zone") from None
+
+    def today(self) -> date:
+        """Today in the patients' calendar (CDS_TIMEZONE), from the injectable clock."""
+        return self.clock().astimezone(self.zone).date()
+
+    def authenticate(self, authorization: str | None, url: str) -> None:
+        if self.authenticator is not None:
+            self.authenticator(authorization, url)
+
+    def call(self, service_id: str, body: Any, log_fields: dict[str, Any]) -> dict[str, Any]:
+        """Answer one hook call: the CDS response body, or a CdsError."""
+        service = self.registry.get(service_id)
+        request = parse_hook_request(body, service.hook, service.id)
+        log_fields.update(hookInstance=request.hook_instance, hook=request.hook)
+        if count_resources(request) > self.config.max_resources:
+            raise CdsError(413, f"The request carries more than {self.config.max_resources} FHIR resources",
+                           code="too-costly")
+        started = time.perf_counter()
+        record = assemble_record(request, service.needs)
+        log_fields["loadMs"] = round((time.perf_counter() - started) * 1000, 1)
+        started = time.perf_counter()
+        call = ServiceCall(request=request, record=record, knowledge=self.knowledge, today=self.today(),
+                           config=self.config)
+        response = cds_response(service.evaluate(call))
+        log_fields["evaluateMs"] = round((time.perf_counter() - started) * 1000, 1)
+        log_fields["cards"] = len(response["cards"])
+        self.audit.cards_shown(service.id, request, record, response["cards"])
+        return response
+
+    def feedback(self, service_id: str, body: Any) -> dict[str, Any]:
+        """Store the feedback of one POST; answers how many entries were taken."""
+        service = self.registry.get(service_id)
+        entries = parse_feedback(body)
+        return self.audit.feedback_received(service.id, entries)
+
+    def health(self) -> dict[str, Any]:
+        """The body of GET /healthz: liveness, version, and which optional features are configured."""
+        open_service = self.authenticator is None
+        return {
+            "status": "ok",
+            "version": __version__,
+            "services": [s.id for s in self.registry],
+            "features": {
+                "authentication": "disabled: any caller is accepted" if open_service else "jwt",
+                "fhirServersAllowed": list(self.config.allowed_fhir_servers),
+                "audit": self.audit.describe(),
+                "knowledge": getattr(self.knowledge, "describe", lambda: "not loaded")(),
+            },
+        }
+
+    def log_start(self) -> None:
+        """Say, once, which configuration is in force, and loudly if the service is open."""
+        log_event(log, "configuration", **self.config.summary())
+        if self.authenticator is None:
+            log_event(log, "AUTHENTICATION DISABLED: CDS_JWT_ISSUERS is unset, any caller is accepted. "
+                      "Configure it before connecting an EHR.", logging.WARNING)

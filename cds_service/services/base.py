@@ -1,0 +1,25 @@
+"""What a CDS service is given for one call: the request, the patient's record, the trial knowledge, today."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from cds_service.config import Config
+from cds_service.fhir.record import PatientRecord
+from cds_service.hooks.request import HookRequest
+
+if TYPE_CHECKING:
+    from cds_service.knowledge.model import Knowledge
+
+
+@dataclass(frozen=True)
+class ServiceCall:
+    """Everything a service's `evaluate` may use; it does no I/O of its own."""
+
+    request: HookRequest
+    record: PatientRecord
+    knowledge: Knowledge | Any
+    today: date
+    config: Config

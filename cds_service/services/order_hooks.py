@@ -1,0 +1,44 @@
+"""order-select and order-sign: the dexamethasone rules for patients on trial NCT06561854."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cds_service.fhir.prefetch import templates
+from cds_service.hooks.registry import ServiceDefinition
+from cds_service.services.base import ServiceCall
+
+_PARTS = ("patient", "medicationRequests", "medicationAdministrations", "researchSubjects", "carePlans")
+
+_DESCRIPTION = (
+    "Checks dexamethasone orders of patients on trial NCT06561854 (relapsed/refractory myeloma, "
+    "ICARIA or IKEMA). Warns when dexamethasone is ordered from cycle 3 on for a patient in arm B, "
+    "the dexamethasone-free arm, or when an order would run into cycle 3; notes a dose that differs "
+    "from the regimen; says what is missing when the arm or cycle cannot be verified."
+)
+
+
+def evaluate(call: ServiceCall) -> list[dict[str, Any]]:
+    """Cards for the draft orders of a call (the rules are added by the dexamethasone issue)."""
+    return []
+
+
+ORDER_SELECT = ServiceDefinition(
+    id="dex-free-order-select",
+    hook="order-select",
+    title="NCT06561854 dexamethasone check (order selected)",
+    description=_DESCRIPTION,
+    prefetch=templates(*_PARTS),
+    evaluate=evaluate,
+    needs=_PARTS,
+)
+
+ORDER_SIGN = ServiceDefinition(
+    id="dex-free-order-sign",
+    hook="order-sign",
+    title="NCT06561854 dexamethasone check (before signing)",
+    description=_DESCRIPTION,
+    prefetch=templates(*_PARTS),
+    evaluate=evaluate,
+    needs=_PARTS,
+)

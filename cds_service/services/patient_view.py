@@ -1,0 +1,31 @@
+"""patient-view: trial status for patients on NCT06561854, eligibility screening for the others."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cds_service.fhir.prefetch import TEMPLATES, templates
+from cds_service.hooks.registry import ServiceDefinition
+from cds_service.services.base import ServiceCall
+
+_PARTS = tuple(TEMPLATES)
+
+
+def evaluate(call: ServiceCall) -> list[dict[str, Any]]:
+    """The trial-status or eligibility card (added by the dexamethasone and eligibility issues)."""
+    return []
+
+
+PATIENT_VIEW = ServiceDefinition(
+    id="dex-free-patient-view",
+    hook="patient-view",
+    title="NCT06561854 trial status and eligibility",
+    description=(
+        "For a patient on trial NCT06561854: arm, regimen, current cycle and the dexamethasone plan "
+        "(arm B: none from cycle 3). For a patient with relapsed multiple myeloma not on the trial: "
+        "whether they may be eligible, criterion by criterion, with what needs review."
+    ),
+    prefetch=templates(*_PARTS),
+    evaluate=evaluate,
+    needs=_PARTS,
+)
