@@ -1,0 +1,49 @@
+"""Shared fixtures: a configured app with a fixed clock, and the request fixtures."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cds_service.app import create_app
+from cds_service.config import Config
+from cds_service.runtime import Runtime
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+FIXED_NOW = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
+
+
+def load_fixture(relative: str) -> Any:
+    """A JSON fixture under tests/fixtures, as a fresh copy the test may change."""
+    return copy.deepcopy(json.loads((FIXTURES / relative).read_text()))
+
+
+@pytest.fixture
+def config() -> Config:
+    return Config()
+
+
+@pytest.fixture
+def runtime(config: Config) -> Runtime:
+    return Runtime(config=config, clock=lambda: FIXED_NOW)
+
+
+@pytest.fixture
+def app(runtime: Runtime):
+    return create_app(runtime=runtime)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def request_fixture():
+    return load_fixture

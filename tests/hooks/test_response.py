@@ -1,0 +1,99 @@
+"""The response builder enforces the specification's rules on every card."""
+
+from __future__ import annotations
+
+import pytest
+
+from cds_service.hooks.response import (
+    CardError,
+    action,
+    card,
+    cds_response,
+    coding,
+    link,
+    prune,
+    suggestion,
+)
+from tests.spec import check_cds_response, empty_values
+
+SOURCE = {"label": "Dex-Free CDS"}
+
+
+def test_prune_drops_every_kind_of_empty_value_recursively():
+    value = {"a": None, "b": "", "c": [], "d": {}, "e": [None, "", {}, {"x": None}], "f": {"g": {"h": []}},
+             "k": 0, "l": False, "m": "x"}
+    assert prune(value) == {"k": 0, "l": False, "m": "x"}
+
+
+def test_empty_cards_array_is_the_one_empty_value_allowed():
+    assert cds_response([]) == {"cards": []}
+
+
+def test_card_gets_uuid_and_no_empty_fields():
+    built = card(summary="S", indicator="info", source=SOURCE, detail="", links=[], override_reasons=[])
+    assert set(built) == {"uuid", "summary", "indicator", "source"}
+    check_cds_response(cds_response([built]))
+
+
+def test_long_summary_is_shortened_below_140_characters():
+    built = card(summary="x" * 300, indicator="warning", source=SOURCE)
+    assert len(built["summary"]) == 139 and built["summary"].endswith("…")
+
+
+def test_summary_of_exactly_139_characters_is_kept():
+    assert card(summary="y" * 139, indicator="info", source=SOURCE)["summary"] == "y" * 139
+
+
+def test_summary_whitespace_is_collapsed():
+    assert card(summary="  two\n lines ", indicator="info", source=SOURCE)["summary"] == "two lines"
+
+
+def test_suggestions_get_uuids_and_a_selection_behavior():
+    sugg = suggestion("Remove the order", [action("delete", "Remove the dexamethasone order",
+                                                  resource_id="MedicationRequest/1")])
+    built = card(summary="S", indicator="warning", source=SOURCE, suggestions=[sugg])
+    assert built["selectionBehavior"] == "at-most-one"
+    assert built["suggestions"][0]["uuid"]
+    check_cds_response(cds_response([built]))
+
+
+def test_selection_behavior_is_dropped_without_suggestions():
+    assert "selectionBehavior" not in card(summary="S", indicator="info", source=SOURCE, selection_behavior="any")
+
+
+def test_cds_response_completes_cards_built_by_hand():
+    body = cds_response([{"summary": "S", "indicator": "info", "source": {"label": "L", "url": ""},
+                          "suggestions": [{"label": "Do", "actions": [{"type": "delete", "description": "d",
+                                                                       "resourceId": "X/1"}]}]}])
+    check_cds_response(body)
+    assert not empty_values(body)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"summary": "", "indicator": "info", "source": SOURCE}, "summary"),
+    ({"summary": "S", "indicator": "urgent", "source": SOURCE}, "indicator"),
+    ({"summary": "S", "indicator": "info", "source": {"url": "https://x"}}, "source.label"),
+    ({"summary": "S", "indicator": "info", "source": SOURCE, "override_reasons": [{"code": "x"}]}, "override"),
+    ({"summary": "S", "indicator": "info", "source": SOURCE, "links": [{"label": "l", "url": "u", "type": "web"}]},
+     "link"),
+    ({"summary": "S", "indicator": "info", "source": SOURCE,
+      "suggestions": [{"label": "x", "actions": [{"type": "delete", "description": "d"}]}]}, "resourceId"),
+    ({"summary": "S", "indicator": "info", "source": SOURCE,
+      "suggestions": [{"label": "x", "actions": [{"type": "update", "description": "d"}]}]}, "resource"),
+    ({"summary": "S", "indicator": "info", "source": SOURCE,
+      "suggestions": [{"label": "x", "actions": [{"type": "replace", "description": "d"}]}]}, "action type"),
+    ({"summary": "S", "indicator": "info", "source": SOURCE,
+      "suggestions": [{"label": "", "actions": [{"type": "delete", "description": "d", "resourceId": "X/1"}]}]},
+     "label"),
+])
+def test_cards_breaking_the_spec_are_refused(kwargs, message):
+    with pytest.raises(CardError, match=message):
+        card(**kwargs)
+
+
+def test_link_and_coding_helpers():
+    assert link("Protocol", "https://clinicaltrials.gov/study/NCT06561854") == {
+        "label": "Protocol", "url": "https://clinicaltrials.gov/study/NCT06561854", "type": "absolute"}
+    assert coding("http://x", "c") == {"system": "http://x", "code": "c"}
+    with pytest.raises(CardError, match="appContext"):
+        card(summary="S", indicator="info", source=SOURCE, links=[link("a", "https://a", "absolute", "{}")])
