@@ -64,13 +64,13 @@ def _routes(app: Flask, runtime: Runtime) -> None:
     def call_service(service_id: str) -> Response:
         g.log_fields["service"] = service_id
         body = read_json_body(_body(runtime), request.content_type)
-        return _json(runtime.call(service_id, body, g.log_fields))
+        return _json(runtime.call(service_id, body, g.log_fields, g.caller))
 
     @app.post("/cds-services/<service_id>/feedback")
     def feedback(service_id: str) -> Response:
         g.log_fields["service"] = service_id
         body = read_json_body(_body(runtime), request.content_type)
-        result = runtime.feedback(service_id, body)
+        result = runtime.feedback(service_id, body, g.caller)
         g.log_fields.update(result)
         return _json(result)
 
@@ -86,7 +86,7 @@ def _hooks(app: Flask, runtime: Runtime) -> None:
         g.log_fields = {}
         # Preflight requests carry no credentials by design; /healthz is for load balancers.
         if request.method != "OPTIONS" and request.path != "/healthz":
-            runtime.authenticate(request.headers.get("Authorization"), _called_url(runtime))
+            g.caller = runtime.authenticate(request.headers.get("Authorization"), _called_url(runtime))
 
     @app.after_request
     def finish(response: Response) -> Response:

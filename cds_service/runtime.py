@@ -20,6 +20,7 @@ from cds_service.hooks.registry import Registry
 from cds_service.hooks.request import count_resources, parse_hook_request
 from cds_service.hooks.response import cds_response
 from cds_service.logs import log_event
+from cds_service.security.caller import ANONYMOUS, Caller
 from cds_service.services import default_registry
 from cds_service.services.base import ServiceCall
 
@@ -39,8 +40,9 @@ class Runtime:
     knowledge: Any = None
     audit: AuditSink = field(default_factory=NullAudit)
     clock: Callable[[], datetime] = _utc_now
-    # Checks the caller's Authorization header for a URL; raises CdsError(401). None: open service.
-    authenticator: Callable[[str | None, str], None] | None = None
+    # Checks the Authorization header of a call to a URL and says who called; raises CdsError(401).
+    # None: the service is open (every caller is ANONYMOUS).
+    authenticator: Callable[[str | None, str], Caller] | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -52,11 +54,14 @@ class Runtime:
         """Today in the patients' calendar (CDS_TIMEZONE), from the injectable clock."""
         return self.clock().astimezone(self.zone).date()
 
-    def authenticate(self, authorization: str | None, url: str) -> None:
-        if self.authenticator is not None:
-            self.authenticator(authorization, url)
+    def authenticate(self, authorization: str | None, url: str) -> Caller:
+        """The caller of a request to `url`, or a 401 CdsError."""
+        if self.authenticator is None:
+            return ANONYMOUS
+        return self.authenticator(authorization, url)
 
-    def call(self, service_id: str, body: Any, log_fields: dict[str, Any]) -> dict[str, Any]:
+    def call(self, service_id: str, body: Any, log_fields: dict[str, Any],
+             caller: Caller = ANONYMOUS) -> dict[str, Any]:
         """Answer one hook call: the CDS response body, or a CdsError."""
         service = self.registry.get(service_id)
         request = parse_hook_request(body, service.hook, service.id)
@@ -73,14 +78,14 @@ class Runtime:
         response = cds_response(service.evaluate(call))
         log_fields["evaluateMs"] = round((time.perf_counter() - started) * 1000, 1)
         log_fields["cards"] = len(response["cards"])
-        self.audit.cards_shown(service.id, request, record, response["cards"])
+        self.audit.cards_shown(service.id, request, record, response["cards"], caller)
         return response
 
-    def feedback(self, service_id: str, body: Any) -> dict[str, Any]:
+    def feedback(self, service_id: str, body: Any, caller: Caller = ANONYMOUS) -> dict[str, Any]:
         """Store the feedback of one POST; answers how many entries were taken."""
         service = self.registry.get(service_id)
         entries = parse_feedback(body)
-        return self.audit.feedback_received(service.id, entries)
+        return self.audit.feedback_received(service.id, entries, caller)
 
     def health(self) -> dict[str, Any]:
         """The body of GET /healthz: liveness, version, and which optional features are configured."""

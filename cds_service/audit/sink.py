@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cds_service.hooks.feedback import FeedbackEntry
+from cds_service.security.caller import Caller
 
 if TYPE_CHECKING:
     from cds_service.fhir.record import PatientRecord
@@ -16,9 +17,10 @@ class AuditSink(Protocol):
     """Where cards and feedback are recorded. Recording never fails a hook call."""
 
     def cards_shown(self, service_id: str, request: HookRequest, record: PatientRecord,
-                    cards: Sequence[dict[str, Any]]) -> None: ...
+                    cards: Sequence[dict[str, Any]], caller: Caller) -> None: ...
 
-    def feedback_received(self, service_id: str, entries: Sequence[FeedbackEntry]) -> dict[str, int]: ...
+    def feedback_received(self, service_id: str, entries: Sequence[FeedbackEntry],
+                          caller: Caller) -> dict[str, int]: ...
 
     def describe(self) -> str: ...
 
@@ -27,10 +29,11 @@ class NullAudit:
     """Records nothing: for tests of other parts, and for the time before the audit store exists."""
 
     def cards_shown(self, service_id: str, request: HookRequest, record: PatientRecord,
-                    cards: Sequence[dict[str, Any]]) -> None:
+                    cards: Sequence[dict[str, Any]], caller: Caller) -> None:
         return None
 
-    def feedback_received(self, service_id: str, entries: Sequence[FeedbackEntry]) -> dict[str, int]:
+    def feedback_received(self, service_id: str, entries: Sequence[FeedbackEntry],
+                          caller: Caller) -> dict[str, int]:
         return {"received": len(entries)}
 
     def describe(self) -> str:
