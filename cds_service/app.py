@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 from cds_service.config import Config
 from cds_service.errors import CdsError, operation_outcome
 from cds_service.hooks.request import read_json_body, read_limited
+from cds_service.knowledge.model import load_knowledge
 from cds_service.logs import configure_logging, log_event
 from cds_service.runtime import Runtime
 
@@ -40,7 +41,8 @@ def create_app(config: Config | None = None, runtime: Runtime | None = None) -> 
 
 def build_runtime(config: Config) -> Runtime:
     """The production wiring: every part built from the configuration, failing fast if one is wrong."""
-    return Runtime(config=config)
+    knowledge = load_knowledge(config.plan_definitions, config.local_valuesets)
+    return Runtime(config=config, knowledge=knowledge)
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -58,7 +60,7 @@ def _outcome(status: int, message: str, code: str, headers: dict[str, str] | Non
 def _routes(app: Flask, runtime: Runtime) -> None:
     @app.get("/cds-services")
     def discovery() -> Response:
-        return _json(runtime.registry.discovery())
+        return _json(runtime.discovery())
 
     @app.post("/cds-services/<service_id>")
     def call_service(service_id: str) -> Response:

@@ -19,6 +19,7 @@ from cds_service.hooks.feedback import parse_feedback
 from cds_service.hooks.registry import Registry
 from cds_service.hooks.request import count_resources, parse_hook_request
 from cds_service.hooks.response import cds_response
+from cds_service.knowledge.model import Knowledge
 from cds_service.logs import log_event
 from cds_service.security.caller import ANONYMOUS, Caller
 from cds_service.services import default_registry
@@ -37,7 +38,7 @@ class Runtime:
 
     config: Config
     registry: Registry = field(default_factory=default_registry)
-    knowledge: Any = None
+    knowledge: Knowledge | None = None
     audit: AuditSink = field(default_factory=NullAudit)
     clock: Callable[[], datetime] = _utc_now
     # Checks the Authorization header of a call to a URL and says who called; raises CdsError(401).
@@ -59,6 +60,16 @@ class Runtime:
         if self.authenticator is None:
             return ANONYMOUS
         return self.authenticator(authorization, url)
+
+    def discovery(self) -> dict[str, Any]:
+        """The discovery document; each service names the published artifacts its rules come from."""
+        if self.knowledge is None:
+            return self.registry.discovery()
+        return self.registry.discovery(extension={"dexfree": {
+            "study": self.knowledge.study.canonical,
+            "protocol": self.knowledge.study.protocol_url,
+            "rule": self.knowledge.rule,
+        }})
 
     def call(self, service_id: str, body: Any, log_fields: dict[str, Any],
              caller: Caller = ANONYMOUS) -> dict[str, Any]:

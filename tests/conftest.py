@@ -12,6 +12,7 @@ import pytest
 
 from cds_service.app import create_app
 from cds_service.config import Config
+from cds_service.knowledge.model import Knowledge, load_knowledge
 from cds_service.runtime import Runtime
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -24,14 +25,20 @@ def load_fixture(relative: str) -> Any:
     return copy.deepcopy(json.loads((FIXTURES / relative).read_text()))
 
 
+@pytest.fixture(scope="session")
+def knowledge() -> Knowledge:
+    """The shipped plan_definitions/, loaded once for the whole run (tests never change it in place)."""
+    return load_knowledge(Config().plan_definitions)
+
+
 @pytest.fixture
 def config() -> Config:
     return Config()
 
 
 @pytest.fixture
-def runtime(config: Config) -> Runtime:
-    return Runtime(config=config, clock=lambda: FIXED_NOW)
+def runtime(config: Config, knowledge: Knowledge) -> Runtime:
+    return Runtime(config=config, knowledge=knowledge, clock=lambda: FIXED_NOW)
 
 
 @pytest.fixture

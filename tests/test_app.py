@@ -34,6 +34,10 @@ def test_discovery_lists_one_service_per_hook_and_passes_the_spec(client):
     for service in doc["services"]:
         assert service["title"] and len(service["description"]) > 80
         assert service["prefetch"]["patient"] == "Patient/{{context.patientId}}"
+        # Each service names the published artifacts its rules come from.
+        published = service["extension"]["dexfree"]
+        assert published["rule"].endswith("/PlanDefinition/dex-free-arm-b-rule|1.0.0")
+        assert published["study"].endswith("/ResearchStudy/nct06561854|1.0.0")
 
 
 @pytest.mark.parametrize(("service_id", "hook"), SERVICE_IDS.items())

@@ -27,7 +27,7 @@ class ServiceDefinition:
     # Record parts that must be available for an answer; without them the call is answered 412.
     needs: tuple[str, ...] = ()
 
-    def discovery_entry(self) -> dict[str, Any]:
+    def discovery_entry(self, extension: Mapping[str, Any] | None = None) -> dict[str, Any]:
         return prune({
             "hook": self.hook,
             "id": self.id,
@@ -35,6 +35,7 @@ class ServiceDefinition:
             "description": self.description,
             "prefetch": dict(self.prefetch),
             "usageRequirements": self.usage_requirements,
+            "extension": dict(extension) if extension else None,
         })
 
 
@@ -59,6 +60,6 @@ class Registry:
     def __iter__(self):
         return iter(self._services.values())
 
-    def discovery(self) -> dict[str, Any]:
-        """The body of GET /cds-services."""
-        return {"services": [s.discovery_entry() for s in self._services.values()]}
+    def discovery(self, extension: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The body of GET /cds-services; `extension` is added to every service entry."""
+        return {"services": [s.discovery_entry(extension) for s in self._services.values()]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cds_service.config import Config
 from cds_service.fhir.record import PatientRecord
@@ -20,6 +20,6 @@ class ServiceCall:
 
     request: HookRequest
     record: PatientRecord
-    knowledge: Knowledge | Any
+    knowledge: Knowledge
     today: date
     config: Config

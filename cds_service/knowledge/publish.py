@@ -1,0 +1,121 @@
+"""Publishing plan_definitions/: a FHIR transaction Bundle to load into a server, and a FHIR NPM package."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from cds_service.knowledge.artifacts import Artifacts, canonical_url, canonical_version
+from cds_service.knowledge.model import Knowledge
+
+FHIR_VERSION = "4.0.1"
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(p) if p.isdigit() else 0 for p in version.split("."))
+
+
+def package_version(artifacts: Artifacts) -> str:
+    """The package's version: the highest artifact version, so any change to an artifact shows in it."""
+    versions = [canonical_version(r) for r in artifacts if canonical_version(r)]
+    return max(versions, key=_version_key)
+
+
+def package_name(knowledge: Knowledge) -> str:
+    """An NPM-style FHIR package id: the canonical base's host reversed, then the study."""
+    host = knowledge.study.url.split("/")[2]
+    return ".".join([*reversed(host.split(".")), knowledge.study.nct_id.lower()])
+
+
+def canonical_base(knowledge: Knowledge) -> str:
+    return knowledge.study.url.rsplit("/", 2)[0]
+
+
+def transaction_bundle(artifacts: Artifacts) -> dict[str, Any]:
+    """Every artifact as a PUT in one transaction: loading twice leaves the server as loading once."""
+    entries = []
+    for ref, resource in sorted(artifacts.by_ref.items()):
+        entries.append({
+            "fullUrl": canonical_url(resource) or ref,
+            "resource": resource,
+            "request": {"method": "PUT", "url": ref},
+        })
+    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+def _index_entry(ref: str, resource: dict[str, Any]) -> dict[str, Any]:
+    entry = {"filename": f"{ref.replace('/', '-')}.json", "resourceType": resource["resourceType"],
+             "id": resource["id"]}
+    for key, value in (("url", canonical_url(resource)), ("version", canonical_version(resource)),
+                       ("kind", resource.get("kind")), ("type", _type_code(resource))):
+        if value:
+            entry[key] = value
+    return entry
+
+
+def _type_code(resource: dict[str, Any]) -> str | None:
+    codings = (resource.get("type") or {}).get("coding") if isinstance(resource.get("type"), dict) else None
+    return codings[0].get("code") if codings else None
+
+
+def npm_files(knowledge: Knowledge) -> dict[str, bytes]:
+    """The files of the FHIR NPM package, by path inside the archive (`package/...`)."""
+    artifacts = knowledge.artifacts
+    version = package_version(artifacts)
+    manifest = {
+        "name": package_name(knowledge),
+        "version": version,
+        "description": f"FHIR R4 artifacts of trial {knowledge.study.nct_id}: study, protocol, regimens, "
+                       "decision rule and value sets (Dex-Free CDS).",
+        "fhirVersions": [FHIR_VERSION],
+        "type": "fhir.ig",
+        "canonical": canonical_base(knowledge),
+        "url": canonical_base(knowledge),
+        "author": artifacts.of_type("PlanDefinition")[0].get("publisher", ""),
+        "license": "CC0-1.0",
+        "dependencies": {"hl7.fhir.r4.core": FHIR_VERSION},
+    }
+    files = {"package/package.json": _dump(manifest)}
+    index = []
+    for ref, resource in sorted(artifacts.by_ref.items()):
+        entry = _index_entry(ref, resource)
+        index.append(entry)
+        files[f"package/{entry['filename']}"] = _dump(resource)
+    files["package/.index.json"] = _dump({"index-version": 1, "files": index})
+    return files
+
+
+def _dump(value: Any) -> bytes:
+    return (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def write_tgz(files: dict[str, bytes], target: Path) -> None:
+    """A reproducible .tgz: fixed order, times and owners, so the same artifacts give the same bytes."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in sorted(files):
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(files[name]), 0, 0o644
+            tar.addfile(info, io.BytesIO(files[name]))
+    with target.open("wb") as out, gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gz:
+        gz.write(raw.getvalue())
+
+
+def publish(knowledge: Knowledge, out: Path) -> dict[str, Path]:
+    """Write the transaction Bundle, the package and its .tgz under `out`; returns their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    bundle = out / "bundle.json"
+    bundle.write_bytes(_dump(transaction_bundle(knowledge.artifacts)))
+    files = npm_files(knowledge)
+    for name, data in files.items():
+        path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    manifest = json.loads(files["package/package.json"])
+    tgz = out / f"{manifest['name']}-{manifest['version']}.tgz"
+    write_tgz(files, tgz)
+    return {"bundle": bundle, "package": out / "package", "tgz": tgz}
