@@ -6,9 +6,12 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from cds_service.config import REPO_ROOT, Config
 from cds_service.errors import ConfigError
+from cds_service.knowledge.model import load_knowledge
+from cds_service.knowledge.publish import publish
 
 GUNICORN_CONF = REPO_ROOT / "deploy" / "gunicorn.conf.py"
 
@@ -19,12 +22,24 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ["HOST"] = args.host
     if args.port:
         os.environ["PORT"] = str(args.port)
-    Config.from_env()  # refuse a bad setting here, with its name, before gunicorn starts
+    config = Config.from_env()  # refuse a bad setting or artifact here, with its name, before gunicorn starts
+    load_knowledge(config.plan_definitions, config.local_valuesets)
     if not GUNICORN_CONF.is_file():
         raise ConfigError(f"{GUNICORN_CONF} is missing; run from a checkout of the repository")
     argv = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF)]
     os.execv(sys.executable, argv)  # noqa: S606 - our own interpreter, fixed arguments
     return 0  # pragma: no cover - execv does not return
+
+
+def _publish(args: argparse.Namespace) -> int:
+    """Validate every artifact and write the transaction Bundle and the FHIR NPM package."""
+    config = Config.from_env()
+    knowledge = load_knowledge(config.plan_definitions, config.local_valuesets)
+    written = publish(knowledge, Path(args.out))
+    print(f"{len(knowledge.artifacts.by_ref)} artifacts of {knowledge.study.nct_id} validated (FHIR R4)")
+    for what, path in written.items():
+        print(f"{what}: {path}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default: HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default: PORT or 8080)")
     serve.set_defaults(handler=_serve)
+    publish = commands.add_parser("publish", help="validate plan_definitions/ and write a FHIR transaction "
+                                  "Bundle and a FHIR NPM package")
+    publish.add_argument("--out", default="build/fhir", help="output folder (default: build/fhir)")
+    publish.set_defaults(handler=_publish)
     return parser
 
 

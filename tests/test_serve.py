@@ -58,3 +58,17 @@ def test_bad_setting_stops_serve_with_its_name():
                             env={"PORT": "eighty", "PATH": ""}, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "PORT='eighty'" in result.stderr
+
+
+def test_broken_artifacts_stop_serve_with_the_artifact_named(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.servers import REPO
+
+    (tmp_path / "PlanDefinition-x.json").write_text('{"resourceType": "PlanDefinition", "id": "x", "bogus": 1}')
+    result = subprocess.run([sys.executable, "-m", "cds_service.cli", "serve"], cwd=REPO,
+                            env={"CDS_PLAN_DEFINITIONS": str(tmp_path), "PATH": ""}, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2
+    assert "PlanDefinition-x.json: not a valid FHIR R4 PlanDefinition" in result.stderr
