@@ -1,0 +1,1 @@
+"""Cards built from findings: the only place where card text, links and extensions are written."""
