@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from cds_service.hooks.response import coding, link
@@ -58,7 +58,3 @@ def override_reasons(knowledge: Knowledge) -> list[dict[str, Any]]:
 def evidence_refs(*groups: Iterable[str] | None) -> list[str]:
     """Flatten reference lists, dropping blanks (evidence is always `Type/id`)."""
     return [ref for group in groups if group for ref in group if ref]
-
-
-def as_mapping(value: Mapping[str, Any] | None) -> dict[str, Any]:
-    return dict(value or {})
