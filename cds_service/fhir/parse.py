@@ -10,6 +10,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.resource import Resource
 from pydantic import ValidationError
 
+from cds_service.fhir.r5compat import to_r4
 from cds_service.logs import log_event
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ def parse_resource(raw: Any) -> Resource:
         model = get_fhir_model_class(raw["resourceType"])
     except (KeyError, ValueError):
         raise ValueError(f"unknown resourceType {raw['resourceType'][:40]!r}") from None
-    data = raw
+    data = to_r4(raw)
     for _ in range(_MAX_REPAIR_ROUNDS):
         try:
             return model.model_validate(data)

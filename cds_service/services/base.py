@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from cds_service.config import Config
 from cds_service.fhir.record import PatientRecord
@@ -23,3 +24,8 @@ class ServiceCall:
     knowledge: Knowledge
     today: date
     config: Config
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The patients' calendar (CDS_TIMEZONE), in which cycle days are counted."""
+        return ZoneInfo(self.config.timezone)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from cds_service.cards.dexamethasone import order_cards
 from cds_service.fhir.prefetch import templates
 from cds_service.hooks.registry import ServiceDefinition
+from cds_service.rules.dexamethasone import evaluate_orders
 from cds_service.services.base import ServiceCall
 
 _PARTS = ("patient", "medicationRequests", "medicationAdministrations", "researchSubjects", "carePlans")
@@ -18,9 +20,21 @@ _DESCRIPTION = (
 )
 
 
+def _raw_orders(call: ServiceCall) -> dict[str, dict[str, Any]]:
+    """The draft orders as the client sent them, by `Type/id`: an update suggestion starts from these."""
+    found = {}
+    for entry in (call.request.draft_orders or {}).get("entry") or []:
+        raw = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(raw, dict) and raw.get("id"):
+            found[f"{raw.get('resourceType')}/{raw['id']}"] = raw
+    return found
+
+
 def evaluate(call: ServiceCall) -> list[dict[str, Any]]:
-    """Cards for the draft orders of a call (the rules are added by the dexamethasone issue)."""
-    return []
+    """Cards for the draft orders of a call (on order-select, the selected ones)."""
+    selections = call.request.selections if call.request.hook == "order-select" else ()
+    findings = evaluate_orders(call.record, call.knowledge, call.today, call.zone, selections)
+    return order_cards(findings, call.knowledge, _raw_orders(call))
 
 
 ORDER_SELECT = ServiceDefinition(

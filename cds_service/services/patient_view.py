@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from cds_service.cards.dexamethasone import trial_status
 from cds_service.fhir.prefetch import TEMPLATES, templates
 from cds_service.hooks.registry import ServiceDefinition
+from cds_service.rules.dexamethasone import situation
 from cds_service.services.base import ServiceCall
 
 _PARTS = tuple(TEMPLATES)
 
 
 def evaluate(call: ServiceCall) -> list[dict[str, Any]]:
-    """The trial-status or eligibility card (added by the dexamethasone and eligibility issues)."""
+    """The trial-status card for a patient on study treatment (eligibility screening: see its issue)."""
+    where = situation(call.record, call.knowledge, call.today, call.zone)
+    if where is not None and where.enrolled.on_treatment:
+        return [trial_status(where, call.knowledge, call.today)]
     return []
 
 

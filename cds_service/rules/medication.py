@@ -1,0 +1,73 @@
+"""What a medication order or administration is for: the drug (by code, ingredient or name), resolved
+through `medicationReference` (contained, in the draft Bundle, or read from the server by the FHIR layer)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cds_service.fhir.record import PatientRecord
+from cds_service.knowledge.terminology import CodeSet, Match
+
+
+@dataclass(frozen=True)
+class Medication:
+    """The medication of a request/administration/statement as far as the record tells it."""
+
+    concept: Any  # CodeableConcept (medicationCodeableConcept, or the Medication's code)
+    resource: Any  # the Medication resource when referenced and found
+    reference: str | None  # the medicationReference as written
+    unresolved: bool  # a reference that points nowhere the record knows
+
+    @property
+    def known(self) -> bool:
+        return self.concept is not None or self.resource is not None
+
+    def label(self) -> str:
+        """A human name for the card: the text or first display of the concept or the Medication's code."""
+        for concept in (self.concept, getattr(self.resource, "code", None)):
+            if concept is None:
+                continue
+            if getattr(concept, "text", None):
+                return concept.text
+            for coding in concept.coding or []:
+                if coding.display:
+                    return coding.display
+        return "medication not named"
+
+
+def medication_of(resource: Any, record: PatientRecord) -> Medication:
+    """The medication of a MedicationRequest / MedicationAdministration / MedicationStatement."""
+    concept = getattr(resource, "medicationCodeableConcept", None)
+    if concept is not None:
+        return Medication(concept=concept, resource=None, reference=None, unresolved=False)
+    ref = getattr(resource, "medicationReference", None)
+    if ref is None:
+        return Medication(concept=None, resource=None, reference=None, unresolved=False)
+    found = record.resolve(ref.reference, within=resource)
+    if found is not None and found.get_resource_type() == "Medication":
+        return Medication(concept=found.code, resource=found, reference=ref.reference, unresolved=False)
+    # A display on the reference is the last thing the record says about the drug.
+    display = {"text": ref.display} if ref.display else None
+    return Medication(concept=display, resource=None, reference=ref.reference, unresolved=True)
+
+
+def match_drug(resource: Any, record: PatientRecord, codes: CodeSet) -> Match | None:
+    """How a resource's medication is recognised as a drug of `codes`: its code, an ingredient, or a name."""
+    medication = medication_of(resource, record)
+    if medication.concept is not None and not isinstance(medication.concept, dict):
+        found = codes.match_concept(medication.concept)
+        if found:
+            return found
+    if medication.resource is not None:
+        for ingredient in medication.resource.ingredient or []:
+            item = ingredient.itemCodeableConcept
+            if item is None and ingredient.itemReference is not None:
+                target = record.resolve(ingredient.itemReference.reference, within=medication.resource)
+                item = getattr(target, "code", None)
+            found = codes.match_concept(item) if item is not None else None
+            if found:
+                return found
+    if isinstance(medication.concept, dict):
+        return codes.match_text(medication.concept["text"])
+    return None

@@ -1,0 +1,253 @@
+"""The dexamethasone rules through order-sign / order-select: a scenario table of every rule and its near misses.
+
+Each case is one fixture request (built with tests/rules/scenario.py): the standard patient is in arm B of
+NCT06561854 on ICARIA since 2026-09-01, so cycle 3 day 1 is 2026-10-27. Every response is also checked
+against the CDS Hooks rules.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import pytest
+
+from tests.rules.scenario import (
+    C1D1,
+    RXNORM,
+    administration,
+    call,
+    care_plan,
+    day_of,
+    dex_order,
+    medication_request,
+    patient,
+    research_study,
+    research_subject,
+)
+from tests.spec import check_cds_response
+
+ARM_A = "dexamethasone arm"
+
+
+def post(client, body):
+    service = "dex-free-order-select" if body["hook"] == "order-select" else "dex-free-order-sign"
+    response = client.post(f"/cds-services/{service}", data=json.dumps(body), content_type="application/json")
+    assert response.status_code == 200, response.get_json()
+    payload = response.get_json()
+    check_cds_response(payload)
+    return payload["cards"]
+
+
+def rules(cards):
+    return [c["extension"]["dexfree"]["rule"] for c in cards]
+
+
+EYE_DROPS = {"medicationCodeableConcept": {"text": "Dexamethasone 0.1% eye drops"}}
+CONTAINED_MED = {
+    "contained": [{"resourceType": "Medication", "id": "m1",
+                   "code": {"coding": [{"system": RXNORM, "code": "197582", "display": "dexamethasone 4 MG Oral Tablet"}]}}],
+    "medicationReference": {"reference": "#m1"},
+}
+
+SCENARIOS = [
+    # (id, call kwargs, expected rules)
+    ("arm B, cycle 4: warning", {"orders": (dex_order(),)}, ["dex-after-cycle-2"]),
+    ("arm B, cycle 3 day 1: warning", {"orders": (dex_order(day_of(3, 1)),)}, ["dex-after-cycle-2"]),
+    ("arm B, cycle 2 day 28: no warning (not a dex day: info)", {"orders": (dex_order(day_of(2, 28)),)},
+     ["dex-dose-mismatch"]),
+    ("arm B, cycle 2 day 22 right dose: nothing", {"orders": (dex_order(day_of(2, 22)),)}, []),
+    ("arm A, cycle 4 right dose: nothing",
+     {"orders": (dex_order(day_of(4, 1)),), "subjects": (research_subject(ARM_A),),
+      "plans": (care_plan("icaria-arm-a"),)}, []),
+    ("arm A, cycle 4, 20 mg under 75: dose info",
+     {"orders": (dex_order(dose=20),), "subjects": (research_subject(ARM_A),), "plans": (care_plan("icaria-arm-a"),)},
+     ["dex-dose-mismatch"]),
+    ("age 74 on ICARIA: 40 mg expected", {"orders": (dex_order(day_of(2, 1), dose=40),),
+                                          "patient_resource": patient("1952-08-31")}, []),
+    ("age 75 on ICARIA: 20 mg expected", {"orders": (dex_order(day_of(2, 1), dose=40),),
+                                          "patient_resource": patient("1951-09-01")}, ["dex-dose-mismatch"]),
+    ("age 75 on ICARIA, 20 mg: nothing", {"orders": (dex_order(day_of(2, 1), dose=20),),
+                                          "patient_resource": patient("1951-09-01")}, []),
+    ("IKEMA day 2 is a dex day",
+     {"orders": (dex_order(day_of(1, 2), dose=20),), "plans": (care_plan("ikema-arm-b"),)}, []),
+    ("ICARIA day 2 is not a dex day", {"orders": (dex_order(day_of(1, 2)),)}, ["dex-dose-mismatch"]),
+    ("IKEMA, 40 mg: dose info", {"orders": (dex_order(day_of(1, 8), dose=40),), "plans": (care_plan("ikema-arm-b"),)},
+     ["dex-dose-mismatch"]),
+    ("IKEMA arm B cycle 3: warning", {"orders": (dex_order(day_of(3, 2), dose=20),),
+                                      "plans": (care_plan("ikema-arm-b"),)}, ["dex-after-cycle-2"]),
+    ("eye drops never trigger", {"orders": (dex_order(medication=EYE_DROPS, route=None, dose=None),)}, []),
+    ("ophthalmic route coded never triggers",
+     {"orders": (dex_order(route=None, dosageInstruction=[{"route": {"coding": [
+         {"system": "http://snomed.info/sct", "code": "54485002"}]}}]),)}, []),
+    ("withdrawn subject: nothing", {"orders": (dex_order(),), "subjects": (research_subject(status="withdrawn"),)}, []),
+    ("screening subject: nothing", {"orders": (dex_order(),), "subjects": (research_subject(status="candidate"),)}, []),
+    ("actualArm overrides assignedArm",
+     {"orders": (dex_order(),), "subjects": (research_subject("B", assignedArm=ARM_A),)}, ["dex-after-cycle-2"]),
+    ("actualArm A overrides assignedArm B",
+     {"orders": (dex_order(),), "subjects": (research_subject("A", assignedArm="B"),),
+      "plans": (care_plan("icaria-arm-a"),)}, []),
+    ("assignedArm alias only", {"orders": (dex_order(),),
+                                "subjects": (research_subject("Dexamethasone-free", element="assignedArm"),)},
+     ["dex-after-cycle-2"]),
+    ("R5-style comparison group", {"orders": (dex_order(),),
+                                   "subjects": (research_subject(None, actualComparisonGroup="arm-b"),)},
+     ["dex-after-cycle-2"]),
+    ("unknown arm text: could not verify", {"orders": (dex_order(),), "subjects": (research_subject("C"),)},
+     ["cannot-verify"]),
+    ("no arm: could not verify", {"orders": (dex_order(),), "subjects": (research_subject(None),)},
+     ["cannot-verify"]),
+    ("other study: nothing", {"orders": (dex_order(),), "studies": (research_study("NCT00000001"),)}, []),
+    ("no ResearchSubject: nothing", {"orders": (dex_order(),), "subjects": (), "studies": ()}, []),
+    ("study identifier in another case: matched", {"orders": (dex_order(),),
+                                                   "studies": (research_study("nct06561854"),)}, ["dex-after-cycle-2"]),
+    ("medicationReference contained", {"orders": (dex_order(medication=CONTAINED_MED),)}, ["dex-after-cycle-2"]),
+    ("name only", {"orders": (dex_order(medication={"medicationCodeableConcept": {"text": "DEXAMETHASONE 20MG CP"}},
+                                        dose=40),)}, ["dex-after-cycle-2"]),
+    ("ATC only", {"orders": (dex_order(medication={"medicationCodeableConcept": {"coding": [
+        {"system": "http://www.whocc.no/atc", "code": "H02AB02"}]}}),)}, ["dex-after-cycle-2"]),
+    ("not dexamethasone: nothing", {"orders": (dex_order(medication={"medicationCodeableConcept": {
+        "text": "prednisone 20 mg"}}),)}, []),
+    ("unknown C1D1: could not verify", {"orders": (dex_order(),), "plans": ()}, ["cannot-verify"]),
+    ("C1D1 from first isatuximab administration",
+     {"orders": (dex_order(),), "plans": (),
+      "administrations": (administration("isatuximab", C1D1, "isa-1"),
+                          administration("isatuximab", day_of(1, 8), "isa-2"))}, ["dex-after-cycle-2"]),
+    ("isatuximab before enrolment ignored: cycle unknown",
+     {"orders": (dex_order(),), "plans": (), "administrations": (administration("Sarclisa", "2026-06-01", "isa-0"),)},
+     ["cannot-verify"]),
+    ("order starts cycle 2, runs into cycle 3", {"orders": (dex_order(day_of(2, 22), days=10,
+                                                                        frequency=(1, 1, "wk")),)},
+     ["dex-extends-past-cycle-2"]),
+    ("daily order into cycle 3: runs on and off the regimen's days",
+     {"orders": (dex_order(day_of(2, 22), days=10),)}, ["dex-extends-past-cycle-2", "dex-dose-mismatch"]),
+    ("order starts cycle 2, open-ended daily", {"orders": (dex_order(day_of(2, 22), days=None),)},
+     ["dex-extends-past-cycle-2"]),
+    ("order with refills past cycle 2",
+     {"orders": (dex_order(day_of(2, 22), frequency=None, dispenseRequest={
+         "expectedSupplyDuration": {"value": 7, "unit": "days", "system": "http://unitsofmeasure.org", "code": "d"},
+         "numberOfRepeatsAllowed": 2}),)}, ["dex-extends-past-cycle-2"]),
+    ("order ending cycle 2 day 28: no extend", {"orders": (dex_order(day_of(2, 22), days=7, frequency=(1, 1, "wk")),)},
+     []),
+    ("dose in tablets without strength: could not verify dose",
+     {"orders": (dex_order(day_of(2, 1), dose=10, unit="tablet"),)}, ["cannot-verify"]),
+    ("dose in tablets with contained strength",
+     {"orders": (dex_order(day_of(2, 1), dose=10, unit="tablet", medication={
+         "contained": [{"resourceType": "Medication", "id": "m4", "code": {"text": "Dexamethasone 4 mg tablet"},
+                        "ingredient": [{"itemCodeableConcept": {"coding": [{"system": RXNORM, "code": "3264"}]},
+                                        "strength": {"numerator": {"value": 4, "unit": "mg", "code": "mg"},
+                                                     "denominator": {"value": 1, "unit": "tablet"}}}]}],
+         "medicationReference": {"reference": "#m4"}}),)}, []),
+    ("no birth date, ICARIA dose depends on age", {"orders": (dex_order(day_of(2, 1)),), "patient_resource": patient(None)},
+     ["cannot-verify"]),
+    ("two dex orders, one too late", {"orders": (dex_order(day_of(4, 1)), dex_order(day_of(4, 8), order_id="dex-2"))},
+     ["dex-after-cycle-2", "dex-after-cycle-2"]),
+    ("cancelled draft ignored", {"orders": (dex_order(status="cancelled"),)}, []),
+    ("order before cycle 1: nothing", {"orders": (dex_order(date(2026, 8, 25)),)}, []),
+    ("regimen unknown, arm B cycle 4: both regimens agree",
+     {"orders": (dex_order(),), "plans": (care_plan(start=None),),
+      "administrations": (administration("isatuximab", C1D1, "isa-1"),)}, ["dex-after-cycle-2"]),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "expected"), [(s[1], s[2]) for s in SCENARIOS], ids=[s[0] for s in SCENARIOS])
+def test_scenario(client, kwargs, expected):
+    assert rules(post(client, call(**kwargs))) == expected
+
+
+def test_order_select_evaluates_only_the_selected_orders(client):
+    late, early = dex_order(order_id="late"), dex_order(day_of(2, 1), order_id="early")
+    body = call("order-select", (late,), draft_extra=(early,), selections=("MedicationRequest/early",))
+    assert rules(post(client, body)) == []
+    body = call("order-select", (late,), draft_extra=(early,), selections=("MedicationRequest/late",))
+    assert rules(post(client, body)) == ["dex-after-cycle-2"]
+
+
+def test_order_select_and_order_sign_agree(client):
+    for hook in ("order-select", "order-sign"):
+        assert rules(post(client, call(hook, (dex_order(),)))) == ["dex-after-cycle-2"]
+
+
+def test_warning_card_explains_itself(client, knowledge):
+    cards = post(client, call(orders=(dex_order(day_of(3, 1)),)))
+    card = cards[0]
+    assert card["indicator"] == "warning"
+    assert card["summary"] == ("Arm B of NCT06561854: no dexamethasone from cycle 3 — this order starts in cycle 3, "
+                               "day 1")
+    detail = card["detail"]
+    for needed in ("ResearchSubject/subj-1", "arm B", "dexamethasone-free arm", "ICARIA", "CarePlan/cp-1",
+                   "2026-09-01", "cycle 3, day 1", "MedicationRequest/dex-1", "Oral route"):
+        assert needed in detail, needed
+    finding = card["extension"]["dexfree"]
+    assert finding == {"rule": "dex-after-cycle-2", "study": "NCT06561854", "arm": "B", "regimen": "ICARIA",
+                       "cycle": 3, "cycleDay": 1,
+                       "evidence": ["CarePlan/cp-1", "MedicationRequest/dex-1", "ResearchSubject/subj-1"]}
+    [remove] = card["suggestions"]
+    assert remove["actions"] == [{"type": "delete", "description": "Remove the draft dexamethasone order "
+                                  "MedicationRequest/dex-1", "resourceId": "MedicationRequest/dex-1"}]
+    assert [r["code"] for r in card["overrideReasons"]] == ["premedication-isatuximab", "non-myeloma-indication",
+                                                            "approved-deviation"]
+    assert card["links"][0]["url"] == "https://clinicaltrials.gov/study/NCT06561854"
+    assert card["links"][1]["url"].endswith("/PlanDefinition/icaria-arm-b")
+    assert card["source"]["url"] == knowledge.rule.partition("|")[0]
+    # Cycle 3 day 1 is an isatuximab day: the premedication question is raised, not answered.
+    assert "premedication" in detail and "does not say" in detail
+
+
+def test_no_premedication_note_off_infusion_days(client):
+    card = post(client, call(orders=(dex_order(day_of(3, 2)),)))[0]
+    assert "premedication" not in card["detail"]
+
+
+def test_extends_card_offers_to_end_on_the_last_day_of_cycle_2(client):
+    order = dex_order(day_of(2, 22), days=10, frequency=(1, 1, "wk"))
+    card = post(client, call(orders=(order,)))[0]
+    assert card["summary"] == "Arm B of NCT06561854: this dexamethasone order runs into cycle 3 — end it by 2026-10-26"
+    [update] = card["suggestions"][0]["actions"]
+    assert update["type"] == "update"
+    bounds = update["resource"]["dosageInstruction"][0]["timing"]["repeat"]["boundsPeriod"]
+    assert bounds == {"start": day_of(2, 22).isoformat(), "end": day_of(2, 28).isoformat()}
+    assert update["resource"]["id"] == order["id"]
+
+
+def test_cannot_verify_says_what_is_missing(client):
+    card = post(client, call(orders=(dex_order(),), plans=()))[0]
+    assert card["indicator"] == "info"
+    assert card["summary"].startswith("Could not verify the NCT06561854 dexamethasone rule")
+    assert "cycle 1 day 1 unknown" in card["summary"] and "no regimen CarePlan" in card["detail"]
+
+
+def test_a_draft_too_broken_to_read_that_names_dexamethasone_is_not_ignored(client):
+    broken = {"resourceType": "MedicationRequest", "id": "bad", "status": 12,
+              "medicationCodeableConcept": {"text": "dexamethasone 40 mg"}}
+    cards = post(client, call(orders=(), draft_extra=(broken,)))
+    assert rules(cards) == ["cannot-verify"]
+    assert "could not be read" in cards[0]["summary"] and "not valid FHIR R4" in cards[0]["detail"]
+
+
+def test_isatuximab_on_an_unexpected_day_raises_a_doubt(client):
+    # Cycle 2 isatuximab is given on days 1 and 15; one given on cycle 2 day 8 hints at a delayed cycle.
+    card = post(client, call(orders=(dex_order(),), administrations=(
+        administration("isatuximab", C1D1, "isa-1"), administration("isatuximab", day_of(2, 8), "isa-9"))))[0]
+    assert "may have been delayed" in card["detail"] and "MedicationAdministration/isa-9" in card["detail"]
+
+
+def test_dose_mismatch_names_the_expected_dose(client):
+    card = post(client, call(orders=(dex_order(day_of(2, 1), dose=20),)))[0]
+    assert card["indicator"] == "info"
+    assert "expected 40 mg" in card["summary"] and "days 1, 8, 15, 22" in card["summary"]
+    assert card["extension"]["dexfree"]["expectedDose"] == "40 mg"
+
+
+def test_patient_not_in_the_trial_gets_no_card_and_no_error(client):
+    body = call(orders=(dex_order(),), subjects=(), studies=(), plans=())
+    assert post(client, body) == []
+
+
+def test_isatuximab_order_after_enrolment_gives_c1d1_when_nothing_was_given_yet(client):
+    body = call(orders=(dex_order(day_of(3, 1)),), plans=(),
+                requests=(medication_request("isatuximab 10 mg/kg", C1D1, "isa-rx"),
+                          medication_request("pomalidomide 4 mg", C1D1, "pom-rx")))
+    card = post(client, body)[0]
+    assert card["extension"]["dexfree"]["regimen"] == "ICARIA"
+    assert "MedicationRequest/isa-rx" in card["detail"]
