@@ -37,6 +37,11 @@ def age_on(birth_date: Any, day: date) -> int | None:
         return day.year - birth_date.year - ((day.month, day.day) < (birth_date.month, birth_date.day))
     if isinstance(birth_date, str):
         parts = birth_date.split("-")
+        if len(parts) == 3:
+            try:
+                return age_on(date.fromisoformat(birth_date), day)
+            except ValueError:
+                return None
         try:
             year = int(parts[0])
             months = [int(parts[1])] if len(parts) > 1 else list(range(1, 13))

@@ -26,6 +26,8 @@ class Medication:
     def label(self) -> str:
         """A human name for the card: the text or first display of the concept or the Medication's code."""
         for concept in (self.concept, getattr(self.resource, "code", None)):
+            if isinstance(concept, dict):
+                return concept["text"]
             if concept is None:
                 continue
             if getattr(concept, "text", None):

@@ -70,15 +70,15 @@ def _route(order: Any, medication: Any, knowledge: Knowledge) -> tuple[str, str]
     for route in routes:
         for coding in route.coding or []:
             if local.has_code(coding.system, coding.code):
-                return "local", f"route {coding.display or coding.code} (coded)"
+                return "local", f"route: {coding.display or coding.code} (coded)"
             if systemic.has_code(coding.system, coding.code):
-                return "systemic", f"route {coding.display or coding.code} (coded)"
+                return "systemic", f"route: {coding.display or coding.code} (coded)"
     for route in routes:
         for text in _concept_texts(route):
             if local.match_text(text):
-                return "local", f'route "{text}"'
+                return "local", f'route: "{text}"'
             if systemic.match_text(text):
-                return "systemic", f'route "{text}"'
+                return "systemic", f'route: "{text}"'
     concept = medication.concept if not isinstance(medication.concept, dict) else None
     if concept is not None and products.match_codings(concept.coding or []):
         return "systemic", "a systemic product code"
