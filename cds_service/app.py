@@ -15,6 +15,8 @@ from cds_service.errors import CdsError, operation_outcome
 from cds_service.hooks.request import read_json_body, read_limited
 from cds_service.logs import configure_logging, log_event
 from cds_service.runtime import Runtime
+from cds_service.security.jwt_auth import build_authenticator
+from cds_service.security.pseudonym import pseudonymizer
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,8 @@ def create_app(config: Config | None = None, runtime: Runtime | None = None) -> 
 
 def build_runtime(config: Config) -> Runtime:
     """The production wiring: every part built from the configuration, failing fast if one is wrong."""
-    return Runtime(config=config)
+    return Runtime(config=config, authenticator=build_authenticator(config),
+                   pseudonymize=pseudonymizer(config.pseudonym_salt))
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from cds_service.config import REPO_ROOT, Config
 from cds_service.errors import ConfigError
+from cds_service.security.jwt_auth import check_authentication
 
 GUNICORN_CONF = REPO_ROOT / "deploy" / "gunicorn.conf.py"
 
@@ -19,7 +20,8 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ["HOST"] = args.host
     if args.port:
         os.environ["PORT"] = str(args.port)
-    Config.from_env()  # refuse a bad setting here, with its name, before gunicorn starts
+    config = Config.from_env()  # refuse a bad setting here, with its name, before gunicorn starts
+    check_authentication(config)  # and a broken CDS_JWT_ISSUERS file or replay store
     if not GUNICORN_CONF.is_file():
         raise ConfigError(f"{GUNICORN_CONF} is missing; run from a checkout of the repository")
     argv = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF)]
