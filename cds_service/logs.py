@@ -57,11 +57,25 @@ class JsonFormatter(logging.Formatter):
             if lines:
                 lines.append("While handling, or caused by:\n")
             lines.append("Traceback (most recent call last):\n")
-            lines.extend(traceback.format_tb(current.__traceback__))
+            lines.extend(_frames(current.__traceback__))
             kind = type(current)
             lines.append(f"{kind.__module__}.{kind.__qualname__} (message withheld from the log)\n")
             current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
         return "".join(lines).rstrip("\n")
+
+
+# A RecursionError has a thousand frames: keep where it entered and where it broke.
+_HEAD_FRAMES, _TAIL_FRAMES = 10, 20
+
+
+def _frames(tb: Any) -> list[str]:
+    frames = traceback.extract_tb(tb)
+    if len(frames) <= _HEAD_FRAMES + _TAIL_FRAMES:
+        return frames.format()
+    omitted = len(frames) - _HEAD_FRAMES - _TAIL_FRAMES
+    head = traceback.StackSummary.from_list(frames[:_HEAD_FRAMES]).format()
+    tail = traceback.StackSummary.from_list(frames[-_TAIL_FRAMES:]).format()
+    return [*head, f"  ... {omitted} frames omitted ...\n", *tail]
 
 
 def configure_logging(level: str = "INFO", stream: Any = None) -> None:
