@@ -178,16 +178,31 @@ class RemoteKeys:
         self._lock = threading.Lock()
 
     def key(self, kid: str, alg: str) -> PyJWK | None:
+        keys, now = self._keys, self._clock()
+        if keys is not None and kid in keys:
+            # A known kid never waits for a fetch: if the keys are due for their periodic re-read,
+            # one thread does it and the others go on with the keys in hand.
+            if self._stale(now) and self._lock.acquire(blocking=False):
+                try:
+                    if self._stale(now) and self._may_try(now):
+                        self._refresh(now)
+                finally:
+                    self._lock.release()
+            return (self._keys or keys).get(kid, alg)
         with self._lock:
+            # An unknown kid (or no keys yet): fetch, unless a fetch was tried too recently.
             now = self._clock()
-            stale = self._fetched_at is None or now - self._fetched_at >= self._max_age
-            unknown = self._keys is None or kid not in self._keys
-            may_try = self._tried_at is None or now - self._tried_at >= self._refresh_min
-            if (stale or unknown) and may_try:
+            if (self._keys is None or kid not in self._keys) and self._may_try(now):
                 self._refresh(now)
             if self._keys is None:
                 raise JwksError(f"the key set at {self.url} could not be fetched")
             return self._keys.get(kid, alg)
+
+    def _stale(self, now: float) -> bool:
+        return self._fetched_at is None or now - self._fetched_at >= self._max_age
+
+    def _may_try(self, now: float) -> bool:
+        return self._tried_at is None or now - self._tried_at >= self._refresh_min
 
     def _refresh(self, now: float) -> None:
         self._tried_at = now

@@ -139,9 +139,13 @@ class JwtAuthenticator:
             raise _Refused("invalid_claims", iss) from None
 
     def _accept(self, claims: Mapping[str, Any], issuer: Issuer) -> Caller:
-        now = self._clock()
-        exp = float(claims["exp"])  # PyJWT checked it is a number
-        if exp - now > MAX_LIFETIME_SECONDS:
+        try:
+            # PyJWT checked that int(exp) works; it may still be a string or too big for a float.
+            exp = int(claims["exp"])
+            too_long = exp - int(self._clock()) > MAX_LIFETIME_SECONDS
+        except (TypeError, ValueError, OverflowError):
+            raise _Refused("invalid_claims", issuer.iss) from None
+        if too_long:
             raise _Refused("lifetime_too_long", issuer.iss)
         jti = claims["jti"]
         if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_CHARS:
@@ -160,7 +164,8 @@ class JwtAuthenticator:
         return Caller(issuer=issuer.iss, tenant=tenant)
 
     def describe(self) -> str:
-        return f"jwt ({len(self.issuers)} issuer(s); replay store: {self.replay.describe()})"
+        """For /healthz, which anyone may read: no paths, URLs or issuer names."""
+        return f"jwt ({len(self.issuers)} issuer(s); replay store: {self.replay.kind})"
 
 
 def _bearer_token(authorization: str | None) -> str:

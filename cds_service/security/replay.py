@@ -41,6 +41,11 @@ class ReplayStore(Protocol):
         """Whether every worker process of this host sees the same ids."""
         ...
 
+    @property
+    def kind(self) -> str:
+        """memory, sqlite or redis."""
+        ...
+
 
 def token_key(issuer: str, jti: str) -> str:
     """The stored key of a token id: ids are unique per issuer; hashed to a fixed length."""
@@ -51,6 +56,7 @@ class MemoryReplayStore:
     """Ids kept in this process: right for one worker; with several, a replay sent to another passes."""
 
     shared = False
+    kind = "memory"
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._seen: dict[str, float] = {}
@@ -78,6 +84,7 @@ class SqliteReplayStore:
     """Ids kept in a SQLite file, shared by the worker processes of one host (not by several hosts)."""
 
     shared = True
+    kind = "sqlite"
 
     def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
         self.path = path
@@ -135,6 +142,7 @@ class RedisReplayStore:
     """Ids kept in Redis (SET NX with an expiry): shared by every worker and every replica."""
 
     shared = True
+    kind = "redis"
 
     def __init__(self, client: redis.Redis, prefix: str = "dexfree:jti:",
                  clock: Callable[[], float] = time.time, label: str = "redis") -> None:

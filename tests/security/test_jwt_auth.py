@@ -112,7 +112,7 @@ def test_preflight_and_healthz_need_no_token(client):
                                               "Access-Control-Request-Headers": "authorization,content-type"})
     assert preflight.status_code == 200
     health = client.get("/healthz").get_json()
-    assert health["features"]["authentication"].startswith("jwt (2 issuer(s)")
+    assert health["features"]["authentication"] == "jwt (2 issuer(s); replay store: memory)"
 
 
 def test_behind_a_proxy_aud_is_the_public_url(issuers_file):
@@ -201,6 +201,8 @@ REFUSED = {
     "no exp": (lambda aud: sign(sandbox_key(), {k: v for k, v in claims(aud).items() if k != "exp"}), "missing_claim"),
     "no aud": (lambda aud: sign(sandbox_key(), {k: v for k, v in claims(aud).items() if k != "aud"}), "missing_claim"),
     "lifetime of a day": (lambda aud: sandbox_token(aud, lifetime=86400), "lifetime_too_long"),
+    "exp too large for a float": (lambda aud: sandbox_token(aud, exp=10**400), "lifetime_too_long"),
+    "exp not a number": (lambda aud: sandbox_token(aud, exp="soon"), "invalid_claims"),
     "tenant not allowed": (lambda aud: _ehr(aud, tenant="site-z"), "tenant_not_allowed"),
     "tenant missing where tenants are listed": (lambda aud: _ehr(aud, tenant=None), "tenant_not_allowed"),
     "tenant not a string": (lambda aud: _ehr(aud, tenant=["site-a"]), "bad_tenant"),
