@@ -141,11 +141,15 @@ class JwtAuthenticator:
     def _accept(self, claims: Mapping[str, Any], issuer: Issuer) -> Caller:
         try:
             # PyJWT checked that int(exp) works; it may still be a string or too big for a float.
+            now = int(self._clock())
             exp = int(claims["exp"])
-            too_long = exp - int(self._clock()) > MAX_LIFETIME_SECONDS
+            # PyJWT ≥ 2.10 refuses an iat in the future too; checked here whatever its version.
+            future = int(claims["iat"]) > now + self.leeway
         except (TypeError, ValueError, OverflowError):
             raise _Refused("invalid_claims", issuer.iss) from None
-        if too_long:
+        if future:
+            raise _Refused("not_yet_valid", issuer.iss)
+        if exp - now > MAX_LIFETIME_SECONDS:
             raise _Refused("lifetime_too_long", issuer.iss)
         jti = claims["jti"]
         if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_CHARS:

@@ -262,3 +262,17 @@ def test_missing_or_malformed_header_is_a_401(client, caplog, authorization):
 
 def test_unknown_paths_need_a_token_too(client):
     assert client.get("/admin").status_code == 401
+
+
+def test_an_iat_in_the_future_is_refused_whatever_the_pyjwt_version(issuers_file):
+    # The authenticator's own clock 10 minutes behind: PyJWT (real clock) accepts the token, our check does not.
+    from cds_service.errors import CdsError
+    from cds_service.security.issuers import load_issuers
+    from cds_service.security.jwt_auth import JwtAuthenticator
+    from cds_service.security.replay import MemoryReplayStore
+
+    authenticate = JwtAuthenticator(load_issuers(issuers_file), MemoryReplayStore(), 30,
+                                    clock=lambda: time.time() - 600)
+    with pytest.raises(CdsError) as refused:
+        authenticate(f"Bearer {sandbox_token(BASE + DISCOVERY)}", BASE + DISCOVERY)
+    assert (refused.value.status, refused.value.code) == (401, "not_yet_valid")
