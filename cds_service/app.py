@@ -16,6 +16,8 @@ from cds_service.hooks.request import read_json_body, read_limited
 from cds_service.knowledge.model import load_knowledge
 from cds_service.logs import configure_logging, log_event
 from cds_service.runtime import Runtime
+from cds_service.security.jwt_auth import build_authenticator
+from cds_service.security.pseudonym import pseudonymizer
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,8 @@ def create_app(config: Config | None = None, runtime: Runtime | None = None) -> 
 def build_runtime(config: Config) -> Runtime:
     """The production wiring: every part built from the configuration, failing fast if one is wrong."""
     knowledge = load_knowledge(config.plan_definitions, config.local_valuesets)
-    return Runtime(config=config, knowledge=knowledge)
+    return Runtime(config=config, knowledge=knowledge, authenticator=build_authenticator(config),
+                   pseudonymize=pseudonymizer(config.pseudonym_salt))
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

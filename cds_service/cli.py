@@ -12,6 +12,7 @@ from cds_service.config import REPO_ROOT, Config
 from cds_service.errors import ConfigError
 from cds_service.knowledge.model import load_knowledge
 from cds_service.knowledge.publish import publish
+from cds_service.security.jwt_auth import check_authentication
 
 GUNICORN_CONF = REPO_ROOT / "deploy" / "gunicorn.conf.py"
 
@@ -22,8 +23,10 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ["HOST"] = args.host
     if args.port:
         os.environ["PORT"] = str(args.port)
-    config = Config.from_env()  # refuse a bad setting or artifact here, with its name, before gunicorn starts
+    # Refuse a bad setting, artifact, issuers file or replay store here, by name, before gunicorn starts.
+    config = Config.from_env()
     load_knowledge(config.plan_definitions, config.local_valuesets)
+    check_authentication(config)
     if not GUNICORN_CONF.is_file():
         raise ConfigError(f"{GUNICORN_CONF} is missing; run from a checkout of the repository")
     argv = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF)]

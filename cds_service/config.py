@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cds_service.errors import ConfigError
+from cds_service.security.urls import redact_url
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,6 +99,12 @@ SETTINGS: tuple[Setting, ...] = (
             "OPEN, accepting any caller — for local use only; it says so at start and in /healthz."),
     Setting("jwt_leeway_seconds", "CDS_JWT_LEEWAY_SECONDS", "30", _int,
             "Clock skew tolerated on JWT `exp`/`iat`/`nbf`."),
+    Setting("redis_url", "CDS_REDIS_URL", "", _optional_str,
+            "Redis for the JWT replay store (`redis://host:6379/0`), shared by every worker and replica; "
+            "checked at start. Unset: the CDS_REPLAY_DB file."),
+    Setting("replay_db", "CDS_REPLAY_DB", "var/dexfree-replay.sqlite3", str,
+            "SQLite file of the JWT ids already seen (relative to the working directory), shared by the "
+            "workers of one host, when CDS_REDIS_URL is unset; `:memory:` keeps them per process."),
     Setting("database_url", "CDS_DATABASE_URL", "sqlite:///var/dexfree-audit.sqlite3", str,
             "Audit store: `sqlite:///path` (relative to the working directory) or "
             "`postgresql://…` for several replicas."),
@@ -141,6 +148,8 @@ class Config:
     cache_size: int = 2048
     jwt_issuers: Path | None = None
     jwt_leeway_seconds: int = 30
+    redis_url: str | None = None
+    replay_db: str = "var/dexfree-replay.sqlite3"
     database_url: str = "sqlite:///var/dexfree-audit.sqlite3"
     pseudonym_salt: str | None = None
     plan_definitions: Path = REPO_ROOT / "plan_definitions"
@@ -189,6 +198,8 @@ class Config:
             value = getattr(self, f.name)
             if f.name == "pseudonym_salt":
                 value = "set" if value else "unset (random, kept in the audit store)"
+            elif f.name == "redis_url" and value:
+                value = redact_url(value)
             elif isinstance(value, Path):
                 value = str(value)
             shown[f.name] = value

@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import sys
+import traceback
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,9 +40,42 @@ class JsonFormatter(logging.Formatter):
         if isinstance(extra, dict):
             entry.update(extra)
         if record.exc_info:
-            # The traceback stays in the log (it has no request data in it: no locals are printed).
             entry["exception"] = self.formatException(record.exc_info)
         return scrub(json.dumps(entry, default=str, ensure_ascii=False))
+
+    def formatException(self, ei) -> str:
+        """Where the error happened (frames, exception types), never what it said.
+
+        An exception's message may quote request data (pydantic and json errors quote their input,
+        a KeyError its key): it stays out of the log. No locals are printed either.
+        """
+        lines: list[str] = []
+        seen: set[int] = set()
+        current: BaseException | None = ei[1]
+        while current is not None and id(current) not in seen:
+            seen.add(id(current))
+            if lines:
+                lines.append("While handling, or caused by:\n")
+            lines.append("Traceback (most recent call last):\n")
+            lines.extend(_frames(current.__traceback__))
+            kind = type(current)
+            lines.append(f"{kind.__module__}.{kind.__qualname__} (message withheld from the log)\n")
+            current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+        return "".join(lines).rstrip("\n")
+
+
+# A RecursionError has a thousand frames: keep where it entered and where it broke.
+_HEAD_FRAMES, _TAIL_FRAMES = 10, 20
+
+
+def _frames(tb: Any) -> list[str]:
+    frames = traceback.extract_tb(tb)
+    if len(frames) <= _HEAD_FRAMES + _TAIL_FRAMES:
+        return frames.format()
+    omitted = len(frames) - _HEAD_FRAMES - _TAIL_FRAMES
+    head = traceback.StackSummary.from_list(frames[:_HEAD_FRAMES]).format()
+    tail = traceback.StackSummary.from_list(frames[-_TAIL_FRAMES:]).format()
+    return [*head, f"  ... {omitted} frames omitted ...\n", *tail]
 
 
 def configure_logging(level: str = "INFO", stream: Any = None) -> None:

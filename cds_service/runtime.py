@@ -22,6 +22,7 @@ from cds_service.hooks.response import cds_response
 from cds_service.knowledge.model import Knowledge
 from cds_service.logs import log_event
 from cds_service.security.caller import ANONYMOUS, Caller
+from cds_service.security.pseudonym import pseudonymizer
 from cds_service.services import default_registry
 from cds_service.services.base import ServiceCall
 
@@ -44,6 +45,8 @@ class Runtime:
     # Checks the Authorization header of a call to a URL and says who called; raises CdsError(401).
     # None: the service is open (every caller is ANONYMOUS).
     authenticator: Callable[[str | None, str], Caller] | None = None
+    # Patient id → salted pseudonymous key for the request log (never the id itself).
+    pseudonymize: Callable[[str], str] = field(default_factory=pseudonymizer)
 
     def __post_init__(self) -> None:
         try:
@@ -76,7 +79,8 @@ class Runtime:
         """Answer one hook call: the CDS response body, or a CdsError."""
         service = self.registry.get(service_id)
         request = parse_hook_request(body, service.hook, service.id)
-        log_fields.update(hookInstance=request.hook_instance, hook=request.hook)
+        log_fields.update(hookInstance=request.hook_instance[:100], hook=request.hook,
+                          patientKey=self.pseudonymize(request.patient_id))
         if count_resources(request) > self.config.max_resources:
             raise CdsError(413, f"The request carries more than {self.config.max_resources} FHIR resources",
                            code="too-costly")
@@ -106,7 +110,8 @@ class Runtime:
             "version": __version__,
             "services": [s.id for s in self.registry],
             "features": {
-                "authentication": "disabled: any caller is accepted" if open_service else "jwt",
+                "authentication": "disabled: any caller is accepted" if open_service
+                else getattr(self.authenticator, "describe", lambda: "jwt")(),
                 "fhirServersAllowed": list(self.config.allowed_fhir_servers),
                 "audit": self.audit.describe(),
                 "knowledge": getattr(self.knowledge, "describe", lambda: "not loaded")(),

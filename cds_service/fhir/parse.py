@@ -38,6 +38,11 @@ def parse_resource(raw: Any) -> Resource:
             if repaired is None:
                 raise ValueError(f"{raw['resourceType']} does not validate: {_where(exc)}") from None
             data = repaired
+        except (KeyError, TypeError, ValueError) as exc:
+            # fhir_core raises KeyError for an unknown resourceType inside the resource (a contained
+            # resource, a Bundle entry) instead of a ValidationError; its message is not shown.
+            raise ValueError(f"{raw['resourceType']} does not validate: {type(exc).__name__} "
+                             "in a nested resource") from None
     raise ValueError(f"{raw['resourceType']} does not validate after repairs")
 
 

@@ -20,6 +20,10 @@ HOOK_CONTEXT: Mapping[str, Mapping[str, type]] = {
 OPTIONAL_CONTEXT: Mapping[str, type] = {"encounterId": str}
 
 JSON_CONTENT_TYPES = ("application/json", "application/fhir+json")
+# Real FHIR data nests a few dozen levels at most (Bundle, entry, resource, contained, extension, …).
+# Deeper input is refused before anything walks it recursively: parsing and repairing resources
+# would exhaust the stack of a worker (a 500) at a few hundred levels.
+MAX_JSON_DEPTH = 100
 
 
 @dataclass(frozen=True)
@@ -88,10 +92,30 @@ def read_json_body(data: bytes, content_type: str | None) -> Any:
     if not data.strip():
         raise bad_request("The request body is empty; a JSON object is required")
     try:
-        return json.loads(data)
+        body = json.loads(data)
     except (ValueError, RecursionError):
         # json's own message quotes the body: say where it broke, never what it contained.
         raise bad_request("The request body is not valid JSON") from None
+    if json_depth(body) > MAX_JSON_DEPTH:
+        raise CdsError(413, f"The request body is nested deeper than {MAX_JSON_DEPTH} levels",
+                       code="too-costly")
+    return body
+
+
+def json_depth(value: Any) -> int:
+    """How deeply arrays and objects nest in a parsed JSON value (iterative: no recursion on input)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
 
 
 def _require(body: Mapping[str, Any], name: str, kind: type, where: str = "") -> Any:
@@ -133,9 +157,11 @@ def parse_hook_request(body: Any, expected_hook: str, service_id: str) -> HookRe
             _require(context, name, kind, "context.")
     if hook == "order-select" and not all(isinstance(s, str) for s in context["selections"]):
         raise bad_request("Field context.selections must be an array of strings", "context.selections")
-    if "draftOrders" in HOOK_CONTEXT[hook] and context["draftOrders"].get("resourceType") != "Bundle":
-        # The Sandbox omits Bundle.type; only the resourceType is insisted on.
-        raise bad_request("Field context.draftOrders must be a FHIR Bundle", "context.draftOrders")
+    if "draftOrders" in HOOK_CONTEXT[hook]:
+        if context["draftOrders"].get("resourceType") != "Bundle":
+            # The Sandbox omits Bundle.type; only the resourceType is insisted on.
+            raise bad_request("Field context.draftOrders must be a FHIR Bundle", "context.draftOrders")
+        _check_entries(context["draftOrders"], "context.draftOrders")
 
     fhir_server = None
     if body.get("fhirServer") is not None:
@@ -166,8 +192,16 @@ def parse_hook_request(body: Any, expected_hook: str, service_id: str) -> HookRe
     for key, value in prefetch.items():
         if value is not None and not isinstance(value, dict):
             raise bad_request(f"Prefetch value {key} must be a FHIR resource or null", f"prefetch.{key}")
+        if isinstance(value, dict) and value.get("resourceType") == "Bundle":
+            _check_entries(value, f"prefetch.{key}")
     return HookRequest(hook=hook, hook_instance=hook_instance, context=context, fhir_server=fhir_server,
                        fhir_authorization=authorization, prefetch=prefetch)
+
+
+def _check_entries(bundle: Mapping[str, Any], path: str) -> None:
+    # Bundle.entry is walked as a list everywhere after this: an object or number there is a 400.
+    if bundle.get("entry") is not None and not isinstance(bundle["entry"], list):
+        raise bad_request(f"Field {path}.entry must be a JSON array", f"{path}.entry")
 
 
 def count_resources(request: HookRequest) -> int:
