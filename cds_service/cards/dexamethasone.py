@@ -103,6 +103,26 @@ def _premedication_line(knowledge: Knowledge) -> str:
     )
 
 
+def _arm_b_warning(
+    finding: DexFinding,
+    knowledge: Knowledge,
+    summary: str,
+    detail: list[str],
+    suggestions: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The two arm B warnings share everything but their text and suggestion."""
+    return card(
+        summary=summary,
+        indicator="warning",
+        source=source(knowledge, finding.rule),
+        detail="\n\n".join(detail),
+        suggestions=suggestions,
+        override_reasons=override_reasons(knowledge),
+        links=_links(knowledge, finding),
+        extension=_extension(knowledge, finding),
+    )
+
+
 def after_cycle_2(finding: DexFinding, knowledge: Knowledge) -> dict[str, Any]:
     """Arm B, the order starts in a cycle without dexamethasone: warn, offer to remove it."""
     stop = finding.stop_cycle
@@ -118,16 +138,16 @@ def after_cycle_2(finding: DexFinding, knowledge: Knowledge) -> dict[str, Any]:
     remove = action(
         "delete", f"Remove the draft dexamethasone order {finding.order_ref}", resource_id=finding.order_ref
     )
-    return card(
-        summary=f"Arm B of {knowledge.study.nct_id}: no dexamethasone from cycle {stop} — this order "
-        f"starts in cycle {finding.cycle}, day {finding.cycle_day}",
-        indicator="warning",
-        source=source(knowledge, finding.rule),
-        detail="\n\n".join(detail),
-        suggestions=[suggestion("Remove this dexamethasone order", [remove], recommended=True)],
-        override_reasons=override_reasons(knowledge),
-        links=_links(knowledge, finding),
-        extension=_extension(knowledge, finding),
+    summary = (
+        f"Arm B of {knowledge.study.nct_id}: no dexamethasone from cycle {stop} — this order "
+        f"starts in cycle {finding.cycle}, day {finding.cycle_day}"
+    )
+    return _arm_b_warning(
+        finding,
+        knowledge,
+        summary,
+        detail,
+        [suggestion("Remove this dexamethasone order", [remove], recommended=True)],
     )
 
 
@@ -177,17 +197,11 @@ def extends_past_cycle_2(
             resource=_shortened(raw_order, facts.start, last),
         )
         suggestions.append(suggestion(f"End it on {_d(last)}", [update], recommended=True))
-    return card(
-        summary=f"Arm B of {knowledge.study.nct_id}: this dexamethasone order runs into cycle "
-        f"{finding.stop_cycle} — end it by {_d(last)}",
-        indicator="warning",
-        source=source(knowledge, finding.rule),
-        detail="\n\n".join(detail),
-        suggestions=suggestions,
-        override_reasons=override_reasons(knowledge),
-        links=_links(knowledge, finding),
-        extension=_extension(knowledge, finding),
+    summary = (
+        f"Arm B of {knowledge.study.nct_id}: this dexamethasone order runs into cycle "
+        f"{finding.stop_cycle} — end it by {_d(last)}"
     )
+    return _arm_b_warning(finding, knowledge, summary, detail, suggestions)
 
 
 def dose_mismatch(finding: DexFinding, knowledge: Knowledge) -> dict[str, Any]:
