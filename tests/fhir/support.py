@@ -10,7 +10,7 @@ from cds_service.config import Config
 from cds_service.fhir.fetch import FhirGateway
 
 BASE = "http://127.0.0.1:8123/fhir"
-TOKEN = "test-access-token-1"  # noqa: S105 - a test value
+TOKEN = "test-access-token-1"
 
 
 class FakeClock:
