@@ -79,11 +79,12 @@ FHIR_SERVER_DIR = REPO / "tests" / "fhir_server"
 
 @contextlib.contextmanager
 def fhir_server(base_path: str = "/fhir", *, delay_ms: int = 0, page_size: int = 0,
-                token: str | None = None) -> Iterator[tuple[str, list[str]]]:
+                token: str | None = None, replay: bool = False) -> Iterator[tuple[str, list[str]]]:
     """Run the Medplum FHIR server of tests/fhir_server on a free loopback port; yields its base URL.
 
     `page_size` makes it page searches with `next` links; `token` makes it answer 401 without that
-    bearer token; `delay_ms` delays every FHIR request. Its node packages come from `npm ci` (make test).
+    bearer token; `delay_ms` delays every FHIR request; `replay` answers a repeated GET from memory.
+    Its node packages come from `npm ci` (make test).
     """
     node = shutil.which("node")
     if node is None or not (FHIR_SERVER_DIR / "node_modules" / "@medplum" / "fhir-router").is_dir():
@@ -93,6 +94,8 @@ def fhir_server(base_path: str = "/fhir", *, delay_ms: int = 0, page_size: int =
                "--delay-ms", str(delay_ms), "--page-size", str(page_size)]
     if token:
         command += ["--token", token]
+    if replay:
+        command.append("--replay")
     process = subprocess.Popen(command, cwd=FHIR_SERVER_DIR, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
     origin = f"http://127.0.0.1:{port}"

@@ -33,7 +33,10 @@ log = logging.getLogger(__name__)
 
 # A predicate on a raw resource of a part (`keep("observations", raw)`), applied before validation:
 # the knowledge layer passes one built from its value sets so only relevant resources cost parsing.
+# It runs on the read threads: it must be a pure function of its arguments.
 Keep = Callable[[str, dict[str, Any]], bool]
+# Resources of a part, each as (resourceType, the parsed model or why it does not validate).
+Parsed = list[tuple[str, Resource | str]]
 
 # Record part → PatientRecord attribute (the patient part is a single resource).
 _LIST_FIELDS = {
@@ -149,13 +152,13 @@ def assemble_record(request: HookRequest, needs: Iterable[str], *, wants: Iterab
         attempted: set[str] = set()
         # Round 1: the missing parts, and the medications of the draft orders (known already).
         reads += _reference_reads(record, record.draft_orders, target, attempted)
-        _apply(record, fhir.fetch(target, reads, deadline), keep, kinds)
+        _apply(record, fhir.fetch(target, reads, deadline, _prepare(keep)), kinds)
         # Round 2: what the parts just read refer to and the server did not `_include`.
         history = [*record.medication_requests, *record.medication_administrations,
                    *record.medication_statements, *record.research_subjects]
         more = _reference_reads(record, [*record.draft_orders, *history], target, attempted)
         if more:
-            _apply(record, fhir.fetch(target, more, deadline), keep, kinds)
+            _apply(record, fhir.fetch(target, more, deadline, _prepare(keep)), kinds)
     else:
         _note_unreadable_references(record)
 
@@ -172,29 +175,47 @@ def assemble_record(request: HookRequest, needs: Iterable[str], *, wants: Iterab
 
 def add_part(record: PatientRecord, part: str, resources: Iterable[dict[str, Any]],
              keep: Keep | None = None) -> None:
-    """Select on the raw JSON, then parse and file the resources of one record part.
+    """Select on the raw JSON, then parse and file the resources of one record part."""
+    file_part(record, part, select_and_parse(part, resources, keep))
+
+
+def select_and_parse(part: str, resources: Iterable[dict[str, Any]], keep: Keep | None = None) -> Parsed:
+    """The resources of a part worth validating, validated; touches no record, so reads run it on
+    their own threads as soon as their answer is in, while slower reads are still on the wire.
 
     Resources of the part's type pass `keep`; referenced types (Medication, ResearchStudy) are kept
-    for resolving references; anything else is never validated.
+    for resolving references; anything else is never validated. A resource that does not validate
+    comes back as the reason (its type and where, never its content).
     """
-    expected = TEMPLATES[part][0]
+    expected = TEMPLATES[part][0] if part in TEMPLATES else part.split("/", maxsplit=1)[0]
+    parsed: Parsed = []
     for raw in resources:
         kind = raw.get("resourceType")
         if kind == expected:
-            if keep is not None and part != "patient" and not keep(part, raw):
+            if keep is not None and part in _LIST_FIELDS and not keep(part, raw):
                 continue
         elif kind not in REFERENCED_TYPES:
             continue
-        resource = _parse_or_skip(record, raw)
-        if resource is None:
-            continue
-        if kind != expected:
-            remember(record, resource)
+        try:
+            parsed.append((str(kind), parse_resource(raw)))
+        except ValueError as exc:
+            parsed.append((str(kind)[:40], str(exc)))
+    return parsed
+
+
+def file_part(record: PatientRecord, part: str, parsed: Parsed) -> None:
+    """File parsed resources of a part into the record; other types become reachable by reference."""
+    expected = TEMPLATES[part][0]
+    for kind, item in parsed:
+        if isinstance(item, str):
+            _skip(record, kind, item)
+        elif kind != expected:
+            remember(record, item)
         elif part == "patient":
-            record.patient = resource
+            record.patient = item
         else:
-            getattr(record, _LIST_FIELDS[part]).append(resource)
-            remember(record, resource)
+            getattr(record, _LIST_FIELDS[part]).append(item)
+            remember(record, item)
 
 
 def remember(record: PatientRecord, resource: Resource) -> None:
@@ -203,8 +224,13 @@ def remember(record: PatientRecord, resource: Resource) -> None:
         record.referenced[f"{resource.get_resource_type()}/{resource.id}"] = resource
 
 
-def _apply(record: PatientRecord, outcomes: dict[str, Outcome], keep: Keep | None,
-           kinds: dict[str, str]) -> None:
+def _prepare(keep: Keep | None) -> Callable[[Read, list[dict[str, Any]]], Parsed]:
+    def prepare(read: Read, resources: list[dict[str, Any]]) -> Parsed:
+        return select_and_parse(read.name, resources, keep)
+    return prepare
+
+
+def _apply(record: PatientRecord, outcomes: dict[str, Outcome], kinds: dict[str, str]) -> None:
     for name, outcome in outcomes.items():
         record.fhir_requests += outcome.requests
         record.fhir_cache_hits += int(outcome.cached)
@@ -212,22 +238,22 @@ def _apply(record: PatientRecord, outcomes: dict[str, Outcome], keep: Keep | Non
             if outcome.error is not None:
                 _drop_part(record, name, outcome.error.reason, kinds, outcome.error.kind)
                 continue
-            add_part(record, name, outcome.resources, keep)
+            file_part(record, name, outcome.prepared)
             record.sources[name] = "prefetch+fhirServer" if name in record.sources else "fhirServer"
             continue
         if outcome.error is not None:
             record.unresolved[name] = outcome.error.reason
             continue
-        for raw in outcome.resources:
-            if raw.get("resourceType") != name.split("/")[0]:
-                record.unresolved[name] = "the FHIR server answered another resource type"
-                continue
-            resource = _parse_or_skip(record, raw)
-            if resource is None:
+        found = [(kind, item) for kind, item in outcome.prepared if kind == name.split("/")[0]]
+        if not found:
+            record.unresolved[name] = "the FHIR server answered another resource type"
+        for kind, item in found:
+            if isinstance(item, str):
+                _skip(record, kind, item)
                 record.unresolved[name] = "the resource read does not validate"
             else:
-                record.referenced[name] = resource
-                remember(record, resource)
+                record.referenced[name] = item
+                remember(record, item)
 
 
 def _drop_part(record: PatientRecord, part: str, reason: str, kinds: dict[str, str], kind: str) -> None:
@@ -296,14 +322,9 @@ def _note_unreadable_references(record: PatientRecord) -> None:
                                              "not in the request, and no fhirServer to read it from")
 
 
-def _parse_or_skip(record: PatientRecord, raw: dict[str, Any]) -> Resource | None:
-    try:
-        return parse_resource(raw)
-    except ValueError as exc:
-        kind = str(raw.get("resourceType", "unknown"))[:40]
-        record.skipped.append(Skipped(kind, str(exc)))
-        log_event(log, "resource skipped", logging.WARNING, resourceType=kind, reason=str(exc))
-        return None
+def _skip(record: PatientRecord, kind: str, reason: str) -> None:
+    record.skipped.append(Skipped(kind, reason))
+    log_event(log, "resource skipped", logging.WARNING, resourceType=kind, reason=reason)
 
 
 def _add_draft_orders(record: PatientRecord, bundle: Any) -> None:

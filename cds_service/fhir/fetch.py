@@ -43,6 +43,8 @@ class Outcome:
     """What one Read gave: its resources, or the error that stopped it; and what it cost."""
 
     resources: list[dict[str, Any]] = field(default_factory=list)
+    # What the caller's `prepare` made of the resources on the read's thread (e.g. parsed models).
+    prepared: Any = None
     error: FhirReadError | None = None
     requests: int = 0
     cached: bool = False
@@ -80,9 +82,15 @@ class FhirGateway:
         """The deadline of one call's reads, starting now."""
         return Deadline.after(self.config.call_deadline_ms, self.clock, self.sleeper)
 
-    def fetch(self, target: Target, reads: Iterable[Read], deadline: Deadline) -> dict[str, Outcome]:
-        """Run the reads concurrently; every read ends with resources or an error by the deadline."""
-        futures: dict[str, Future] = {read.name: self._pool().submit(self._run, target, read, deadline)
+    def fetch(self, target: Target, reads: Iterable[Read], deadline: Deadline,
+              prepare: Callable[[Read, list[dict[str, Any]]], Any] | None = None) -> dict[str, Outcome]:
+        """Run the reads concurrently; every read ends with resources or an error by the deadline.
+
+        `prepare` runs on the read's thread once its resources are in (thread-safe work only: it
+        must not touch shared state); its result is `Outcome.prepared`.
+        """
+        pool = self._pool()
+        futures: dict[str, Future] = {read.name: pool.submit(self._run, target, read, deadline, prepare)
                                       for read in reads}
         if not futures:
             return {}
@@ -96,7 +104,8 @@ class FhirGateway:
                 outcomes[name] = Outcome(error=spent())
         return outcomes
 
-    def _run(self, target: Target, read: Read, deadline: Deadline) -> Outcome:
+    def _run(self, target: Target, read: Read, deadline: Deadline,
+             prepare: Callable[[Read, list[dict[str, Any]]], Any] | None = None) -> Outcome:
         outcome = Outcome()
 
         def counted() -> None:
@@ -124,6 +133,8 @@ class FhirGateway:
                 outcome.error = spent()
                 break
             outcome.resources = value if read.search else [value]
+            if prepare is not None:
+                outcome.prepared = prepare(read, outcome.resources)
             return outcome
         if outcome.error is not None:
             # The read's name is a record part or a `Type/id` reference: neither is patient data.

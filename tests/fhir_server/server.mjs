@@ -1,14 +1,15 @@
 // A real FHIR R4 server for the integration tests and the benchmark: Medplum's FhirRouter on a
 // MemoryRepository (indexed with the R4 definitions) behind node's http server.
 //
-//   node server.mjs --port 8123 [--base /fhir] [--delay-ms 50] [--page-size 2] [--token T]
+//   node server.mjs --port 8123 [--base /fhir] [--delay-ms 50] [--page-size 2] [--token T] [--replay]
 //
 // What this wrapper adds to the router, and why (see README.md):
 // - a base path (EHRs serve FHIR under one, e.g. /api/FHIR/R4);
 // - `next`/`self` links on searches, pages of --page-size (the router returns no links at all);
 // - fullUrl on search entries (real servers send them; the router does not);
 // - optional bearer token check (401 with an OperationOutcome otherwise);
-// - a fixed delay per request (--delay-ms), for the benchmark;
+// - a fixed delay per request (--delay-ms), and --replay: a GET answered once is replayed from memory
+//   (until the next write), so that a request costs the delay and no search work: for the benchmark;
 // - /__admin/requests (GET: count of FHIR requests served; DELETE: reset), outside the base path.
 // Nothing else is changed: reads and searches are the router's own answers.
 
@@ -30,10 +31,13 @@ const { readJson, SEARCH_PARAMETER_BUNDLE_FILES } = await import('@medplum/defin
 const { FhirRouter, MemoryRepository } = await import('@medplum/fhir-router');
 
 function options(argv) {
-  const opts = { port: 0, host: '127.0.0.1', base: '/fhir', delayMs: 0, pageSize: 0, token: '' };
+  const opts = { port: 0, host: '127.0.0.1', base: '/fhir', delayMs: 0, pageSize: 0, token: '', replay: false };
   for (let i = 0; i < argv.length; i += 2) {
     const [name, value] = [argv[i], argv[i + 1]];
-    if (name === '--port') opts.port = Number.parseInt(value, 10);
+    if (name === '--replay') {
+      opts.replay = true;
+      i -= 1;
+    } else if (name === '--port') opts.port = Number.parseInt(value, 10);
     else if (name === '--host') opts.host = value;
     else if (name === '--base') opts.base = value.replace(/\/+$/, '');
     else if (name === '--delay-ms') opts.delayMs = Number.parseInt(value, 10);
@@ -56,6 +60,7 @@ for (const file of SEARCH_PARAMETER_BUNDLE_FILES) {
 
 const router = new FhirRouter();
 const repo = new MemoryRepository();
+const replies = new Map();
 let served = 0;
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -121,6 +126,12 @@ async function handle(req, res) {
     send(res, 401, unauthorized, { 'WWW-Authenticate': 'Bearer' });
     return;
   }
+  const replayKey = `${req.url} ${req.headers.authorization ?? ''}`;
+  if (opts.replay && req.method === 'GET' && replies.has(replayKey)) {
+    send(res, 200, replies.get(replayKey));
+    return;
+  }
+  if (req.method !== 'GET') replies.clear();
   const path = url.pathname.slice(opts.base.length) || '/';
   const page = pageOf(req.method, path, url);
   let body;
@@ -145,6 +156,7 @@ async function handle(req, res) {
   if (resource?.resourceType === 'Bundle' && resource.type === 'searchset') {
     addLinks(resource, url, page, origin);
   }
+  if (opts.replay && req.method === 'GET' && status === 200) replies.set(replayKey, resource);
   send(res, status, resource ?? outcome);
 }
 
