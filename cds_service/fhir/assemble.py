@@ -16,6 +16,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import urljoin
 
 from fhir.resources.R4B.resource import Resource
 
@@ -27,7 +28,7 @@ from cds_service.fhir.prefetch import TEMPLATES, server_queries
 from cds_service.fhir.record import PatientRecord, Skipped
 from cds_service.hooks.request import HookRequest
 from cds_service.logs import log_event
-from cds_service.security.allowlist import is_within
+from cds_service.security.allowlist import relative_to
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ def assemble_record(request: HookRequest, needs: Iterable[str], *, wants: Iterab
                 _drop_part(record, part, "the prefetch is paged and the request has no fhirServer to read "
                            "the other pages from", kinds, "absent")
             else:
-                reads.append(Read(part, (link,), continuation=True))
+                reads.append(Read(part, (urljoin(target.base + "/", link),), continuation=True))
         elif part not in wanted:
             record.missing[part] = "not asked for by this service"
         elif target is None:
@@ -299,11 +300,11 @@ def _readable(reference: str, expected: str, target: Target) -> tuple[str | None
     """The relative read (`Medication/12`) for a reference, or None and why it is not read."""
     if reference.startswith("#"):
         return None, "the contained resource it names is missing"
-    candidate = reference
+    candidate: str | None = reference
     if "://" in reference:
-        if not is_within(reference, target.base):
+        candidate = relative_to(reference, target.base)
+        if candidate is None:
             return None, "it points to another server than fhirServer; not read"
-        candidate = reference[len(target.base):].lstrip("/")
     match = _REFERENCE.match(candidate)
     if match is None:
         return None, "not a Type/id reference the record could resolve"

@@ -18,7 +18,7 @@ from cds_service.fhir.cache import ReadCache, cache_key
 from cds_service.fhir.client import Deadline, FhirClient, FhirReadError, Target, new_session, spent
 from cds_service.fhir.prefetch import TEMPLATES
 from cds_service.logs import log_event
-from cds_service.security.allowlist import check_fhir_server, is_within
+from cds_service.security.allowlist import check_fhir_server, relative_to
 
 log = logging.getLogger(__name__)
 
@@ -112,13 +112,13 @@ class FhirGateway:
             outcome.requests += 1
 
         for index, query in enumerate(read.queries):
-            relative = query
+            relative: str | None = query
             if read.continuation and index == 0:
-                if not is_within(query, target.base):
+                relative = relative_to(query, target.base)
+                if relative is None:
                     outcome.error = FhirReadError("a next-page link of the prefetch points outside "
                                                   "fhirServer; it was not followed", "redirect")
                     break
-                relative = query[len(target.base):]
             key = cache_key(target.base, relative, target.access_token)
             try:
                 value, outcome.cached = self.cache.get_or_load(

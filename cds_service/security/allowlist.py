@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from cds_service.errors import CdsError
 from cds_service.logs import log_event
@@ -89,6 +89,19 @@ def is_within(url: str, base: str) -> bool:
     """Whether `url` lies under `base` (for next-page links and redirects: they must stay on the server)."""
     target, origin = parse_origin(url), parse_origin(base)
     return target is not None and origin is not None and origin.contains(target)
+
+
+def relative_to(url: str, base: str) -> str | None:
+    """The part of `url` below `base` (`Observation?page=2`), or None if `url` is not under `base`.
+
+    Compares as `is_within` does, so `https://ehr:443/fhir/x` is `x` under `https://ehr/fhir`.
+    """
+    target, origin = parse_origin(url), parse_origin(base)
+    if target is None or origin is None or not origin.contains(target):
+        return None
+    query = urlsplit(url.strip()).query
+    rest = "/".join(quote(segment, safe="") for segment in target.path[len(origin.path):])
+    return rest + (f"?{query}" if query else "")
 
 
 def check_fhir_server(url: str | None, allowed: Iterable[str]) -> None:

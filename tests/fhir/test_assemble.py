@@ -137,6 +137,29 @@ def test_a_paged_prefetch_is_completed_from_the_server():
     assert record.sources["medicationRequests"] == "prefetch+fhirServer"
 
 
+@responses.activate
+@pytest.mark.parametrize("link", ["MedicationRequest?patient=pat-1&page=2",
+                                  "http://127.0.0.1:8123/fhir/MedicationRequest?patient=pat-1&page=2"])
+def test_a_relative_or_absolute_next_link_of_a_prefetch_is_followed(link):
+    coded = {k: v for k, v in MED_REQUEST.items() if k != "medicationReference"} | {
+        "id": "mr9", "medicationCodeableConcept": {"text": "lenalidomide"}}
+    responses.get(f"{BASE}/MedicationRequest?patient=pat-1&page=2", json=bundle(coded))
+    prefetch = {part: EMPTY for part in TEMPLATES} | {"patient": PATIENT,
+                                                      "medicationRequests": bundle(next_url=link)}
+    record = assemble_record(patient_view(prefetch), ALL_PARTS, fhir=gateway())
+    assert [m.id for m in record.medication_requests] == ["mr9"]
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_a_next_link_of_a_prefetch_to_another_server_is_refused():
+    prefetch = {part: EMPTY for part in TEMPLATES} | {
+        "patient": PATIENT, "medicationRequests": bundle(MED_REQUEST, next_url="https://evil.test/fhir/x?page=2")}
+    with pytest.raises(MissingData, match="outside fhirServer"):
+        assemble_record(patient_view(prefetch), ALL_PARTS, fhir=gateway())
+    assert len(responses.calls) == 0
+
+
 def test_a_paged_prefetch_without_a_server_is_a_gap_not_half_the_data():
     prefetch = {part: EMPTY for part in TEMPLATES} | {
         "patient": PATIENT, "medicationRequests": bundle(MED_REQUEST, next_url=f"{BASE}/MedicationRequest?page=2")}

@@ -6,7 +6,7 @@ import pytest
 
 from cds_service.config import LOOPBACK_FHIR_SERVERS, Config
 from cds_service.errors import CdsError, ConfigError
-from cds_service.security.allowlist import check_fhir_server, is_allowed, is_within
+from cds_service.security.allowlist import check_fhir_server, is_allowed, is_within, relative_to
 
 ALLOWED = ("https://ehr.example/fhir/r4", "http://127.0.0.1:*")
 
@@ -72,3 +72,13 @@ def test_an_entry_that_is_not_a_base_url_stops_the_start_up():
     with pytest.raises(ConfigError, match="CDS_ALLOWED_FHIR_SERVERS"):
         Config.from_env({"CDS_ALLOWED_FHIR_SERVERS": "https://user@ehr.example/fhir"})
     assert Config.from_env({"CDS_ALLOWED_FHIR_SERVERS": "https://ehr.example:*/fhir"}).allowed_fhir_servers
+
+
+def test_relative_to_a_base():
+    base = "https://ehr.example/fhir/r4"
+    assert relative_to("https://ehr.example:443/fhir/r4/Observation?patient=1&page=2", base) == \
+        "Observation?patient=1&page=2"
+    assert relative_to("https://ehr.example/fhir/r4/Medication/abc", base) == "Medication/abc"
+    assert relative_to("https://ehr.example/fhir/r4", base) == ""
+    assert relative_to("https://ehr.example/other/Medication/abc", base) is None
+    assert relative_to("https://evil.test/fhir/r4/Medication/abc", base) is None
