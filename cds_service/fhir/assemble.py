@@ -56,6 +56,9 @@ REFERENCED_TYPES = frozenset({"Medication", "ResearchStudy"})
 # The R4B model classes built at start-up (parse.warm_models).
 MODEL_TYPES = (*(t for t, _ in TEMPLATES.values()), *sorted(REFERENCED_TYPES))
 
+# Where the resources of the record's parts name their patient, and what a reference to one looks like.
+_PATIENT_FIELDS = ("subject", "patient", "individual")
+_PATIENT_REFERENCE = re.compile(r"(?:^|/)Patient/([^/]+)(?:/_history/[^/]+)?$")
 _REFERENCE = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/[A-Za-z0-9\-.]{1,64})?$")
 # FHIR issue type per kind of read failure, for the 412's per-part issues.
 _ISSUE_CODES = {
@@ -153,16 +156,20 @@ def assemble_record(request: HookRequest, needs: Iterable[str], *, wants: Iterab
         attempted: set[str] = set()
         # Round 1: the missing parts, and the medications of the draft orders (known already).
         reads += _reference_reads(record, record.draft_orders, target, attempted)
-        _apply(record, fhir.fetch(target, reads, deadline, _prepare(keep)), kinds)
+        _apply(record, fhir.fetch(target, reads, deadline, _prepare(keep, record.patient_id)), kinds)
         # Round 2: what the parts just read refer to and the server did not `_include`.
         history = [*record.medication_requests, *record.medication_administrations,
                    *record.medication_statements, *record.research_subjects]
         more = _reference_reads(record, [*record.draft_orders, *history], target, attempted)
         if more:
-            _apply(record, fhir.fetch(target, more, deadline, _prepare(keep)), kinds)
+            _apply(record, fhir.fetch(target, more, deadline, _prepare(keep, record.patient_id)), kinds)
     else:
         _note_unreadable_references(record)
 
+    if record.patient is None and "patient" not in record.missing:
+        # Prefetched or read, but no readable Patient of this patient came of it.
+        _drop_part(record, "patient", "no valid Patient resource for context.patientId was in the answer",
+                   kinds, "invalid")
     if record.fhir_requests or kinds or record.unresolved:
         log_event(log, "record assembled", fhirRequests=record.fhir_requests,
                   fhirCacheHits=record.fhir_cache_hits, missing=sorted(record.missing),
@@ -177,16 +184,19 @@ def assemble_record(request: HookRequest, needs: Iterable[str], *, wants: Iterab
 def add_part(record: PatientRecord, part: str, resources: Iterable[dict[str, Any]],
              keep: Keep | None = None) -> None:
     """Select on the raw JSON, then parse and file the resources of one record part."""
-    file_part(record, part, select_and_parse(part, resources, keep))
+    file_part(record, part, select_and_parse(part, resources, keep, record.patient_id))
 
 
-def select_and_parse(part: str, resources: Iterable[dict[str, Any]], keep: Keep | None = None) -> Parsed:
+def select_and_parse(part: str, resources: Iterable[dict[str, Any]], keep: Keep | None = None,
+                     patient_id: str | None = None) -> Parsed:
     """The resources of a part worth validating, validated; touches no record, so reads run it on
     their own threads as soon as their answer is in, while slower reads are still on the wire.
 
     Resources of the part's type pass `keep`; referenced types (Medication, ResearchStudy) are kept
     for resolving references; anything else is never validated. A resource that does not validate
-    comes back as the reason (its type and where, never its content).
+    comes back as the reason (its type and where, never its content). So does one that names
+    another patient than `patient_id` (a server that ignored the `patient` parameter, a Patient
+    read that answered someone else): one patient's data never enters another's record.
     """
     expected = TEMPLATES[part][0] if part in TEMPLATES else part.split("/", maxsplit=1)[0]
     parsed: Parsed = []
@@ -195,6 +205,9 @@ def select_and_parse(part: str, resources: Iterable[dict[str, Any]], keep: Keep 
         if kind == expected:
             if keep is not None and part in _LIST_FIELDS and not keep(part, raw):
                 continue
+            if patient_id is not None and _of_another_patient(part, raw, patient_id):
+                parsed.append((str(kind), "it belongs to another patient than context.patientId"))
+                continue
         elif kind not in REFERENCED_TYPES:
             continue
         try:
@@ -202,6 +215,19 @@ def select_and_parse(part: str, resources: Iterable[dict[str, Any]], keep: Keep 
         except ValueError as exc:
             parsed.append((str(kind)[:40], str(exc)))
     return parsed
+
+
+def _of_another_patient(part: str, raw: dict[str, Any], patient_id: str) -> bool:
+    if part == "patient":
+        return raw.get("id") not in (None, patient_id)
+    for field_name in _PATIENT_FIELDS:
+        value = raw.get(field_name)
+        reference = value.get("reference") if isinstance(value, dict) else None
+        if isinstance(reference, str):
+            match = _PATIENT_REFERENCE.search(reference)
+            if match and match.group(1) != patient_id:
+                return True
+    return False
 
 
 def file_part(record: PatientRecord, part: str, parsed: Parsed) -> None:
@@ -225,9 +251,9 @@ def remember(record: PatientRecord, resource: Resource) -> None:
         record.referenced[f"{resource.get_resource_type()}/{resource.id}"] = resource
 
 
-def _prepare(keep: Keep | None) -> Callable[[Read, list[dict[str, Any]]], Parsed]:
+def _prepare(keep: Keep | None, patient_id: str) -> Callable[[Read, list[dict[str, Any]]], Parsed]:
     def prepare(read: Read, resources: list[dict[str, Any]]) -> Parsed:
-        return select_and_parse(read.name, resources, keep)
+        return select_and_parse(read.name, resources, keep, patient_id)
     return prepare
 
 

@@ -188,6 +188,8 @@ class FhirClient:
                 if deadline.expired():
                     raise spent() from None
                 raise FhirReadError("the FHIR server could not be reached", "unreachable") from None
+            except requests.exceptions.InvalidHeader:
+                raise FhirReadError("the access token cannot be sent in an HTTP header", "refused") from None
             except requests.RequestException:
                 raise FhirReadError("the FHIR server could not be read", "unreachable") from None
             with response:

@@ -290,6 +290,35 @@ def test_unrelated_types_in_a_bundle_are_not_parsed():
     assert [c.id for c in record.conditions] == ["c1"] and record.skipped == []
 
 
+# --- one patient's data only ----------------------------------------------------------------------
+
+@responses.activate
+def test_resources_of_another_patient_never_enter_the_record():
+    # A server that ignored the `patient` parameter answers everyone's Conditions.
+    others = [dict(CONDITION, id="c-other", subject={"reference": "Patient/pat-2"}),
+              dict(CONDITION, id="c-abs", subject={"reference": "https://ehr.example/fhir/Patient/pat-3"}),
+              dict(CONDITION, id="c-hist", subject={"reference": "Patient/pat-1/_history/2"})]
+    serve_everything({"conditions": [CONDITION, *others]})
+    record = assemble_record(patient_view(), ALL_PARTS, fhir=gateway())
+    assert [c.id for c in record.conditions] == ["c1", "c-hist"]
+    assert [s.reason for s in record.skipped] == ["it belongs to another patient than context.patientId"] * 2
+
+
+@responses.activate
+def test_a_patient_read_answering_someone_else_is_a_412():
+    serve_everything()
+    responses.replace(responses.GET, f"{BASE}/Patient/pat-1", json=dict(PATIENT, id="pat-9"))
+    with pytest.raises(MissingData, match="no valid Patient resource"):
+        assemble_record(patient_view(), ALL_PARTS, fhir=gateway())
+
+
+def test_a_malformed_patient_prefetch_is_a_412_not_a_record_without_patient():
+    prefetch = {part: EMPTY for part in TEMPLATES} | {"patient": dict(PATIENT, gender=["female"])}
+    with pytest.raises(MissingData) as caught:
+        assemble_record(patient_view(prefetch, fhir_server=None, token=None), ALL_PARTS)
+    assert list(caught.value.missing) == ["patient"]
+
+
 # --- 412: what is missing, and why ----------------------------------------------------------------
 
 def test_no_prefetch_and_no_server_is_a_412_naming_each_part():

@@ -283,3 +283,12 @@ def test_retry_after_forms():
     now = time.time()
     later = email.utils.formatdate(now + 60, usegmt=True)
     assert 55 <= retry_after(later, now=lambda: now) <= 60
+
+
+@responses.activate
+def test_a_token_that_cannot_be_a_header_is_refused_without_a_request(deadline):
+    responses.get(URL, json=bundle())
+    with pytest.raises(FhirReadError, match="cannot be sent") as caught:
+        client().search(Target(BASE, "abc\r\nX-Injected: 1"), QUERY, deadline)
+    assert caught.value.kind == "refused"
+    assert len(responses.calls) == 0
