@@ -73,6 +73,8 @@ class FhirGateway:
         self._executor = executor
         self._owned_executor: tuple[int, ThreadPoolExecutor] | None = None
         self._lock = threading.Lock()
+        # (server, part) whose search with `_include` got a 400: asked without it from then on.
+        self._no_include: set[tuple[str, str]] = set()
 
     def check_server(self, url: str | None) -> None:
         """403 for a fhirServer outside CDS_ALLOWED_FHIR_SERVERS (see security/allowlist.py)."""
@@ -111,7 +113,10 @@ class FhirGateway:
         def counted() -> None:
             outcome.requests += 1
 
-        for index, query in enumerate(read.queries):
+        queries = read.queries
+        if len(queries) > 1 and (target.base, read.name) in self._no_include:
+            queries = tuple(q for q in queries if "_include=" not in q) or queries
+        for index, query in enumerate(queries):
             relative: str | None = query
             if read.continuation and index == 0:
                 relative = relative_to(query, target.base)
@@ -125,7 +130,10 @@ class FhirGateway:
                     key, lambda q=query: self._load(target, read, q, deadline, counted),
                     deadline.remaining())
             except FhirReadError as exc:
-                if exc.status == 400 and index + 1 < len(read.queries):
+                if exc.status == 400 and index + 1 < len(queries):
+                    if "_include=" in query:
+                        with self._lock:
+                            self._no_include.add((target.base, read.name))
                     continue
                 outcome.error = exc
                 break

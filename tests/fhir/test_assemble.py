@@ -184,10 +184,17 @@ def test_a_server_refusing_include_is_asked_without_it():
     responses.replace(responses.GET, f"{BASE}/ResearchSubject", status=400,
                       json={"resourceType": "OperationOutcome", "issue": []})
     responses.add(responses.GET, f"{BASE}/ResearchSubject", json=bundle(RESEARCH_SUBJECT))
-    record = assemble_record(patient_view(), ALL_PARTS, fhir=gateway())
+    fhir = gateway()
+    record = assemble_record(patient_view(), ALL_PARTS, fhir=fhir)
     asked = [c.request.params for c in responses.calls if "/ResearchSubject" in c.request.url]
     assert [("_include" in p) for p in asked] == [True, False]
     assert [r.id for r in record.research_subjects] == ["rs1"]
+    # Remembered for that server and part: the next call does not ask it with _include again.
+    fhir.cache.clear()
+    responses.calls.reset()
+    assemble_record(patient_view(), ALL_PARTS, fhir=fhir)
+    asked = {c.request.url.split("?")[0].rsplit("/", 1)[1]: "_include" in c.request.params for c in responses.calls}
+    assert asked["ResearchSubject"] is False and asked["MedicationRequest"] is True
 
 
 # --- medicationReference resolution --------------------------------------------------------------
