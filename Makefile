@@ -12,15 +12,26 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
 
+# The real FHIR server of the integration tests and the benchmark (Medplum's router, tests/fhir_server).
+FHIR_SERVER := tests/fhir_server
+NODE_STAMP  := $(FHIR_SERVER)/node_modules/.installed
+$(NODE_STAMP): $(FHIR_SERVER)/package.json $(FHIR_SERVER)/package-lock.json
+	cd $(FHIR_SERVER) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(NODE_STAMP)
+
 run: $(STAMP)
 	$(BIN)/cds-service serve
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# Benchmarks print ratios; they are never part of `make test`.
+bench: $(STAMP) $(NODE_STAMP)
+	$(BIN)/python bench/bench_fhir.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache $(FHIR_SERVER)/node_modules

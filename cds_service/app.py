@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 from cds_service.config import Config
 from cds_service.errors import CdsError, operation_outcome
 from cds_service.hooks.request import read_json_body, read_limited
-from cds_service.knowledge.model import load_knowledge
+from cds_service.knowledge.model import shared_knowledge
 from cds_service.logs import configure_logging, log_event
 from cds_service.runtime import Runtime
 from cds_service.security.jwt_auth import build_authenticator
@@ -43,7 +43,7 @@ def create_app(config: Config | None = None, runtime: Runtime | None = None) -> 
 
 def build_runtime(config: Config) -> Runtime:
     """The production wiring: every part built from the configuration, failing fast if one is wrong."""
-    knowledge = load_knowledge(config.plan_definitions, config.local_valuesets)
+    knowledge = shared_knowledge(config.plan_definitions, config.local_valuesets)
     return Runtime(config=config, knowledge=knowledge, authenticator=build_authenticator(config),
                    pseudonymize=pseudonymizer(config.pseudonym_salt))
 

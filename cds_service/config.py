@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from cds_service.errors import ConfigError
+from cds_service.security.allowlist import parse_entry
 from cds_service.security.urls import redact_url
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# The embedded default lets the service call FHIR servers on this machine only: an address it is
-# handed in a request must never steer it at other hosts unless an operator allowed that host.
-LOOPBACK_FHIR_SERVERS = ("http://127.0.0.1", "http://localhost", "http://[::1]")
+# The embedded default lets the service call FHIR servers on this machine only (any port): an address
+# it is handed in a request must never steer it at other hosts unless an operator allowed that host.
+LOOPBACK_FHIR_SERVERS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
 
 
 def _int(raw: str) -> int:
@@ -79,8 +80,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_resources", "CDS_MAX_RESOURCES", "5000", _int,
             "Most FHIR resources accepted in one request's prefetch and draftOrders together (413 above)."),
     Setting("allowed_fhir_servers", "CDS_ALLOWED_FHIR_SERVERS", ",".join(LOOPBACK_FHIR_SERVERS), _list,
-            "FHIR server base URLs the service may call, comma-separated (prefix match on whole path "
-            "segments); a request naming another server gets 403. The default allows loopback only."),
+            "FHIR server base URLs the service may call, comma-separated: scheme, host and port must match "
+            "exactly (`:*` allows any port), then the path as a prefix of whole segments; a request naming "
+            "another server gets 403. The default allows loopback only."),
     Setting("fhir_connect_timeout", "CDS_FHIR_CONNECT_TIMEOUT", "1.0", _float,
             "Seconds to wait for a connection to the FHIR server."),
     Setting("fhir_read_timeout", "CDS_FHIR_READ_TIMEOUT", "3.0", _float,
@@ -188,8 +190,8 @@ class Config:
             raise ConfigError(
                 "CDS_FHIR_RETRIES, CDS_CACHE_TTL_SECONDS and CDS_JWT_LEEWAY_SECONDS cannot be negative")
         for server in self.allowed_fhir_servers:
-            if not server.startswith(("http://", "https://")):
-                raise ConfigError(f"CDS_ALLOWED_FHIR_SERVERS entry {server!r} is not an http(s) URL")
+            if not server.startswith(("http://", "https://")) or parse_entry(server) is None:
+                raise ConfigError(f"CDS_ALLOWED_FHIR_SERVERS entry {server!r} is not an http(s) base URL")
 
     def summary(self) -> dict[str, Any]:
         """The settings in force, for the start-up log (no secret values)."""

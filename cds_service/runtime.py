@@ -14,12 +14,15 @@ from cds_service import __version__
 from cds_service.audit.sink import AuditSink, NullAudit
 from cds_service.config import Config
 from cds_service.errors import CdsError, ConfigError
-from cds_service.fhir.assemble import assemble_record
+from cds_service.fhir.assemble import MODEL_TYPES, assemble_record
+from cds_service.fhir.fetch import FhirGateway
+from cds_service.fhir.parse import warm_models
 from cds_service.hooks.feedback import parse_feedback
 from cds_service.hooks.registry import Registry
 from cds_service.hooks.request import count_resources, parse_hook_request
 from cds_service.hooks.response import cds_response
-from cds_service.knowledge.model import Knowledge
+from cds_service.knowledge.model import Knowledge, shared_knowledge
+from cds_service.knowledge.relevance import relevance
 from cds_service.logs import log_event
 from cds_service.security.caller import ANONYMOUS, Caller
 from cds_service.security.pseudonym import pseudonymizer
@@ -47,12 +50,20 @@ class Runtime:
     authenticator: Callable[[str | None, str], Caller] | None = None
     # Patient id → salted pseudonymous key for the request log (never the id itself).
     pseudonymize: Callable[[str], str] = field(default_factory=pseudonymizer)
+    # Reads from the EHRs' FHIR servers: allowlist, cache, pooled client and threads of this process.
+    fhir: FhirGateway | None = None
 
     def __post_init__(self) -> None:
         try:
             self.zone = ZoneInfo(self.config.timezone)
         except (KeyError, ValueError):
             raise ConfigError(f"CDS_TIMEZONE={self.config.timezone!r} is not a known time zone") from None
+        if self.knowledge is None:
+            self.knowledge = shared_knowledge(self.config.plan_definitions, self.config.local_valuesets)
+        if self.fhir is None:
+            self.fhir = FhirGateway(self.config)
+        self.keep = relevance(self.knowledge)
+        warm_models(MODEL_TYPES)
 
     def today(self) -> date:
         """Today in the patients' calendar (CDS_TIMEZONE), from the injectable clock."""
@@ -85,8 +96,10 @@ class Runtime:
             raise CdsError(413, f"The request carries more than {self.config.max_resources} FHIR resources",
                            code="too-costly")
         started = time.perf_counter()
-        record = assemble_record(request, service.needs)
+        record = assemble_record(request, service.needs, wants=service.prefetch, fhir=self.fhir,
+                                 keep=self.keep)
         log_fields["loadMs"] = round((time.perf_counter() - started) * 1000, 1)
+        log_fields.update(fhirRequests=record.fhir_requests, fhirCacheHits=record.fhir_cache_hits)
         started = time.perf_counter()
         call = ServiceCall(request=request, record=record, knowledge=self.knowledge, today=self.today(),
                            config=self.config)

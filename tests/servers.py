@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -71,3 +72,44 @@ def cds_service(env: Mapping[str, str] | None = None, args: tuple[str, ...] = ()
         yield base, output
     finally:
         output.append(stop(process))
+
+
+FHIR_SERVER_DIR = REPO / "tests" / "fhir_server"
+
+
+@contextlib.contextmanager
+def fhir_server(base_path: str = "/fhir", *, delay_ms: int = 0, page_size: int = 0,
+                token: str | None = None, replay: bool = False) -> Iterator[tuple[str, list[str]]]:
+    """Run the Medplum FHIR server of tests/fhir_server on a free loopback port; yields its base URL.
+
+    `page_size` makes it page searches with `next` links; `token` makes it answer 401 without that
+    bearer token; `delay_ms` delays every FHIR request; `replay` answers a repeated GET from memory.
+    Its node packages come from `npm ci` (make test).
+    """
+    node = shutil.which("node")
+    if node is None or not (FHIR_SERVER_DIR / "node_modules" / "@medplum" / "fhir-router").is_dir():
+        raise RuntimeError("the test FHIR server needs node and `npm ci` in tests/fhir_server (make test does it)")
+    port = free_port()
+    command = [node, "server.mjs", "--port", str(port), "--base", base_path,
+               "--delay-ms", str(delay_ms), "--page-size", str(page_size)]
+    if token:
+        command += ["--token", token]
+    if replay:
+        command.append("--replay")
+    process = subprocess.Popen(command, cwd=FHIR_SERVER_DIR, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    origin = f"http://127.0.0.1:{port}"
+    output: list[str] = []
+    try:
+        wait_until_up(origin + "/__admin/requests", process)
+        yield origin + base_path, output
+    finally:
+        output.append(stop(process))
+
+
+def fhir_requests(base: str, reset: bool = False) -> int:
+    """How many FHIR requests the test FHIR server at `base` has served (reset to 0 if asked)."""
+    origin = base.split("/", 3)
+    url = "/".join(origin[:3]) + "/__admin/requests"
+    response = requests.delete(url, timeout=5) if reset else requests.get(url, timeout=5)
+    return response.json()["requests"]

@@ -1,21 +1,43 @@
-"""Assembling one PatientRecord per call: draft orders from the context, then the prefetch."""
+"""Assembling one PatientRecord per call: draft orders from the context, the prefetch, then FHIR server reads.
+
+Order of sources: `context.draftOrders`/`selections` first, then each prefetch key, then — for every
+part that is absent, null or an OperationOutcome, and for the pages of a paged prefetch — searches on
+`fhirServer` with the call's token, all at once. Medications given by reference (draft orders and
+history) and the ResearchStudy of each ResearchSubject are resolved next: contained, in the
+draftOrders Bundle, already in the record, else read from the server (concurrently again).
+
+A part the service needs that cannot be had makes the call a 412 naming every such part and why;
+a part it does not need is left out of the record and named in `record.missing`.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import urljoin
 
 from fhir.resources.R4B.resource import Resource
 
-from cds_service.errors import CdsError
+from cds_service.errors import CdsError, operation_outcome
+from cds_service.fhir.client import Deadline, Target, next_link
+from cds_service.fhir.fetch import FhirGateway, Outcome, Read
 from cds_service.fhir.parse import bundle_resources, parse_resource
-from cds_service.fhir.prefetch import TEMPLATES
+from cds_service.fhir.prefetch import TEMPLATES, server_queries
 from cds_service.fhir.record import PatientRecord, Skipped
 from cds_service.hooks.request import HookRequest
 from cds_service.logs import log_event
+from cds_service.security.allowlist import relative_to
 
 log = logging.getLogger(__name__)
+
+# A predicate on a raw resource of a part (`keep("observations", raw)`), applied before validation:
+# the knowledge layer passes one built from its value sets so only relevant resources cost parsing.
+# It runs on the read threads: it must be a pure function of its arguments.
+Keep = Callable[[str, dict[str, Any]], bool]
+# Resources of a part, each as (resourceType, the parsed model or why it does not validate).
+Parsed = list[tuple[str, Resource | str]]
 
 # Record part → PatientRecord attribute (the patient part is a single resource).
 _LIST_FIELDS = {
@@ -28,6 +50,42 @@ _LIST_FIELDS = {
     "researchSubjects": "research_subjects",
     "carePlans": "care_plans",
 }
+# Types kept when they come along in a part's Bundle (`_include`d or added by the client): what
+# references are resolved to. Anything else there (OperationOutcome warnings, …) is not parsed.
+REFERENCED_TYPES = frozenset({"Medication", "ResearchStudy"})
+# The R4B model classes built at start-up (parse.warm_models).
+MODEL_TYPES = (*(t for t, _ in TEMPLATES.values()), *sorted(REFERENCED_TYPES))
+
+# Where the resources of the record's parts name their patient, and what a reference to one looks like.
+_PATIENT_FIELDS = ("subject", "patient", "individual")
+_PATIENT_REFERENCE = re.compile(r"(?:^|/)Patient/([^/]+)(?:/_history/[^/]+)?$")
+_REFERENCE = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/[A-Za-z0-9\-.]{1,64})?$")
+# FHIR issue type per kind of read failure, for the 412's per-part issues.
+_ISSUE_CODES = {
+    "deadline": "timeout", "unreachable": "transient", "busy": "transient", "refused": "security",
+    "not-found": "not-found", "incomplete": "incomplete", "redirect": "security", "invalid": "processing",
+    "server": "processing", "absent": "incomplete",
+}
+
+
+class MissingData(CdsError):
+    """412: parts the service needs could not be had; one issue per part, with why."""
+
+    def __init__(self, missing: dict[str, tuple[str, str]]) -> None:
+        super().__init__(
+            412,
+            "Data needed for a decision could not be obtained: "
+            + "; ".join(f"{part} ({reason})" for part, (reason, _) in missing.items())
+            + ". Send it as prefetch, or send a fhirServer (and fhirAuthorization) it can be read from.",
+            code="incomplete", expression=tuple(f"prefetch.{part}" for part in missing))
+        self.missing = missing
+
+    def outcome(self) -> dict[str, Any]:
+        issues = [{"severity": "error", "code": _ISSUE_CODES.get(kind, "incomplete"),
+                   "diagnostics": f"{part}: {reason}", "expression": [f"prefetch.{part}"]}
+                  for part, (reason, kind) in self.missing.items()]
+        return operation_outcome(self.message, code=self.code, expression=self.expression,
+                                 extra_issues=issues)
 
 
 def prefetch_gap(value: Any) -> str | None:
@@ -38,43 +96,155 @@ def prefetch_gap(value: Any) -> str | None:
         return "prefetch value is not a FHIR resource"
     if value["resourceType"] == "OperationOutcome":
         return "the client could not prefetch it"
+    if value["resourceType"] == "Bundle":
+        # Some clients wrap their error in a Bundle: one with only error OperationOutcomes is no data.
+        inside = bundle_resources(value)
+        issues = [i for r in inside for i in r.get("issue") or [] if isinstance(i, dict)]
+        if inside and {r.get("resourceType") for r in inside} == {"OperationOutcome"} \
+                and any(i.get("severity") in ("error", "fatal") for i in issues):
+            return "the client could not prefetch it"
     return None
 
 
-def assemble_record(request: HookRequest, needs: Iterable[str]) -> PatientRecord:
-    """The record for a call from the context and the prefetch; 412 if a needed part is missing."""
+def assemble_record(request: HookRequest, needs: Iterable[str], *, wants: Iterable[str] | None = None,
+                    fhir: FhirGateway | None = None, keep: Keep | None = None,
+                    deadline: Deadline | None = None) -> PatientRecord:
+    """The record of one call (see the module docstring); 403 for a disallowed fhirServer, 412 for a gap.
+
+    `needs`: parts without which the call is a 412. `wants`: parts read from the server when not
+    prefetched (the service's prefetch keys; default: `needs`); other parts are not read, and are
+    named in `record.missing` so that no rule takes their absence for "none". `fhir`: the process's
+    gateway; without one nothing is read. `keep`: a predicate on raw resources of a part (default:
+    keep all). `deadline`: defaults to CDS_CALL_DEADLINE_MS from now.
+    """
+    needs = tuple(needs)
+    wanted = set(needs if wants is None else wants) | set(needs)
+    if fhir is not None:
+        fhir.check_server(request.fhir_server)
     record = PatientRecord(patient_id=request.patient_id, selections=request.selections)
     _add_draft_orders(record, request.draft_orders)
+    target = None
+    if fhir is not None and request.fhir_server:
+        token = request.fhir_authorization.access_token if request.fhir_authorization else None
+        target = Target(request.fhir_server, token)
+        deadline = deadline or fhir.deadline()
+    kinds: dict[str, str] = {}
+    reads: list[Read] = []
     for part in TEMPLATES:
         value = request.prefetch.get(part)
         gap = prefetch_gap(value)
-        if gap:
-            record.missing[part] = gap
-            continue
-        add_part(record, part, bundle_resources(value))
-    unmet = [part for part in needs if part in record.missing]
+        if gap is None:
+            add_part(record, part, bundle_resources(value), keep)
+            record.sources[part] = "prefetch"
+            link = next_link(value) if value.get("resourceType") == "Bundle" else None
+            if link is None:
+                continue
+            if target is None:
+                _drop_part(record, part, "the prefetch is paged and the request has no fhirServer to read "
+                           "the other pages from", kinds, "absent")
+            else:
+                reads.append(Read(part, (urljoin(target.base + "/", link),), continuation=True))
+        elif part not in wanted:
+            record.missing[part] = "not asked for by this service"
+        elif target is None:
+            record.missing[part] = f"{gap}, and the request has no fhirServer to read it from"
+            kinds[part] = "absent"
+        else:
+            reads.append(Read(part, server_queries(part, request.patient_id), search=part != "patient"))
+
+    if target is not None and fhir is not None and deadline is not None:
+        attempted: set[str] = set()
+        # Round 1: the missing parts, and the medications of the draft orders (known already).
+        reads += _reference_reads(record, record.draft_orders, target, attempted)
+        _apply(record, fhir.fetch(target, reads, deadline, _prepare(keep, record.patient_id)), kinds)
+        # Round 2: what the parts just read refer to and the server did not `_include`.
+        history = [*record.medication_requests, *record.medication_administrations,
+                   *record.medication_statements, *record.research_subjects]
+        more = _reference_reads(record, [*record.draft_orders, *history], target, attempted)
+        if more:
+            _apply(record, fhir.fetch(target, more, deadline, _prepare(keep, record.patient_id)), kinds)
+    else:
+        _note_unreadable_references(record)
+
+    if record.patient is None and "patient" not in record.missing:
+        # Prefetched or read, but no readable Patient of this patient came of it.
+        _drop_part(record, "patient", "no valid Patient resource for context.patientId was in the answer",
+                   kinds, "invalid")
+    if record.fhir_requests or kinds or record.unresolved:
+        log_event(log, "record assembled", fhirRequests=record.fhir_requests,
+                  fhirCacheHits=record.fhir_cache_hits, missing=sorted(record.missing),
+                  unresolved=len(record.unresolved), skipped=len(record.skipped))
+    unmet = {part: (record.missing[part], kinds.get(part, "absent"))
+             for part in needs if part in record.missing}
     if unmet:
-        raise CdsError(412, "Data needed for a decision could not be obtained: "
-                       + "; ".join(f"{part} ({record.missing[part]})" for part in unmet)
-                       + ". Send it as prefetch, or send fhirServer and fhirAuthorization.",
-                       code="incomplete", expression=tuple(f"prefetch.{p}" for p in unmet))
+        raise MissingData(unmet)
     return record
 
 
-def add_part(record: PatientRecord, part: str, resources: Iterable[dict[str, Any]]) -> None:
-    """Parse and file the resources of one record part; other types go to `referenced`."""
-    expected = TEMPLATES[part][0]
+def add_part(record: PatientRecord, part: str, resources: Iterable[dict[str, Any]],
+             keep: Keep | None = None) -> None:
+    """Select on the raw JSON, then parse and file the resources of one record part."""
+    file_part(record, part, select_and_parse(part, resources, keep, record.patient_id))
+
+
+def select_and_parse(part: str, resources: Iterable[dict[str, Any]], keep: Keep | None = None,
+                     patient_id: str | None = None) -> Parsed:
+    """The resources of a part worth validating, validated; touches no record, so reads run it on
+    their own threads as soon as their answer is in, while slower reads are still on the wire.
+
+    Resources of the part's type pass `keep`; referenced types (Medication, ResearchStudy) are kept
+    for resolving references; anything else is never validated. A resource that does not validate
+    comes back as the reason (its type and where, never its content). So does one that names
+    another patient than `patient_id` (a server that ignored the `patient` parameter, a Patient
+    read that answered someone else): one patient's data never enters another's record.
+    """
+    expected = TEMPLATES[part][0] if part in TEMPLATES else part.split("/", maxsplit=1)[0]
+    parsed: Parsed = []
     for raw in resources:
-        resource = _parse_or_skip(record, raw)
-        if resource is None:
+        kind = raw.get("resourceType")
+        if not isinstance(kind, str):
+            continue  # not a FHIR resource at all: nothing to validate or file
+        if kind == expected:
+            if keep is not None and part in _LIST_FIELDS and not keep(part, raw):
+                continue
+            if patient_id is not None and _of_another_patient(part, raw, patient_id):
+                parsed.append((str(kind), "it belongs to another patient than context.patientId"))
+                continue
+        elif kind not in REFERENCED_TYPES:
             continue
-        if resource.get_resource_type() != expected:
-            remember(record, resource)
+        try:
+            parsed.append((str(kind), parse_resource(raw)))
+        except ValueError as exc:
+            parsed.append((str(kind)[:40], str(exc)))
+    return parsed
+
+
+def _of_another_patient(part: str, raw: dict[str, Any], patient_id: str) -> bool:
+    if part == "patient":
+        return raw.get("id") not in (None, patient_id)
+    for field_name in _PATIENT_FIELDS:
+        value = raw.get(field_name)
+        reference = value.get("reference") if isinstance(value, dict) else None
+        if isinstance(reference, str):
+            match = _PATIENT_REFERENCE.search(reference)
+            if match and match.group(1) != patient_id:
+                return True
+    return False
+
+
+def file_part(record: PatientRecord, part: str, parsed: Parsed) -> None:
+    """File parsed resources of a part into the record; other types become reachable by reference."""
+    expected = TEMPLATES[part][0]
+    for kind, item in parsed:
+        if isinstance(item, str):
+            _skip(record, kind, item)
+        elif kind != expected:
+            remember(record, item)
         elif part == "patient":
-            record.patient = resource
+            record.patient = item
         else:
-            getattr(record, _LIST_FIELDS[part]).append(resource)
-            remember(record, resource)
+            getattr(record, _LIST_FIELDS[part]).append(item)
+            remember(record, item)
 
 
 def remember(record: PatientRecord, resource: Resource) -> None:
@@ -83,14 +253,107 @@ def remember(record: PatientRecord, resource: Resource) -> None:
         record.referenced[f"{resource.get_resource_type()}/{resource.id}"] = resource
 
 
-def _parse_or_skip(record: PatientRecord, raw: dict[str, Any]) -> Resource | None:
-    try:
-        return parse_resource(raw)
-    except ValueError as exc:
-        kind = str(raw.get("resourceType", "unknown"))[:40]
-        record.skipped.append(Skipped(kind, str(exc)))
-        log_event(log, "resource skipped", logging.WARNING, resourceType=kind, reason=str(exc))
-        return None
+def _prepare(keep: Keep | None, patient_id: str) -> Callable[[Read, list[dict[str, Any]]], Parsed]:
+    def prepare(read: Read, resources: list[dict[str, Any]]) -> Parsed:
+        return select_and_parse(read.name, resources, keep, patient_id)
+    return prepare
+
+
+def _apply(record: PatientRecord, outcomes: dict[str, Outcome], kinds: dict[str, str]) -> None:
+    for name, outcome in outcomes.items():
+        record.fhir_requests += outcome.requests
+        record.fhir_cache_hits += int(outcome.cached)
+        if name in TEMPLATES:
+            if outcome.error is not None:
+                _drop_part(record, name, outcome.error.reason, kinds, outcome.error.kind)
+                continue
+            file_part(record, name, outcome.prepared)
+            record.sources[name] = "prefetch+fhirServer" if name in record.sources else "fhirServer"
+            continue
+        if outcome.error is not None:
+            record.unresolved[name] = outcome.error.reason
+            continue
+        found = [(kind, item) for kind, item in outcome.prepared if kind == name.split("/")[0]]
+        if not found:
+            record.unresolved[name] = "the FHIR server answered another resource type"
+        for kind, item in found:
+            if isinstance(item, str):
+                _skip(record, kind, item)
+                record.unresolved[name] = "the resource read does not validate"
+            else:
+                record.referenced[name] = item
+                remember(record, item)
+
+
+def _drop_part(record: PatientRecord, part: str, reason: str, kinds: dict[str, str], kind: str) -> None:
+    """A part that could not be had completely holds no data: no decision on part of it."""
+    if part == "patient":
+        record.patient = None
+    else:
+        getattr(record, _LIST_FIELDS[part]).clear()
+    record.sources.pop(part, None)
+    record.missing[part] = reason
+    kinds[part] = kind
+
+
+def _outgoing(resource: Resource) -> list[tuple[str, str]]:
+    """(reference, expected type) of what a resource points to that the record resolves."""
+    refs = []
+    medication = getattr(resource, "medicationReference", None)
+    if medication is not None and medication.reference:
+        refs.append((medication.reference, "Medication"))
+    if resource.get_resource_type() == "ResearchSubject" and resource.study is not None \
+            and resource.study.reference:
+        refs.append((resource.study.reference, "ResearchStudy"))
+    return refs
+
+
+def _reference_reads(record: PatientRecord, resources: Iterable[Resource], target: Target,
+                     attempted: set[str]) -> list[Read]:
+    reads = []
+    for resource in resources:
+        for reference, expected in _outgoing(resource):
+            if record.resolve(reference, within=resource) is not None or reference in record.unresolved:
+                continue
+            relative, why = _readable(reference, expected, target)
+            if relative is None:
+                record.unresolved[reference] = why
+            elif relative not in attempted:
+                attempted.add(relative)
+                reads.append(Read(relative, (relative,), search=False))
+    return reads
+
+
+def _readable(reference: str, expected: str, target: Target) -> tuple[str | None, str]:
+    """The relative read (`Medication/12`) for a reference, or None and why it is not read."""
+    if reference.startswith("#"):
+        return None, "the contained resource it names is missing"
+    candidate: str | None = reference
+    if "://" in reference:
+        candidate = relative_to(reference, target.base)
+        if candidate is None:
+            return None, "it points to another server than fhirServer; not read"
+    match = _REFERENCE.match(candidate)
+    if match is None:
+        return None, "not a Type/id reference the record could resolve"
+    if match.group(1) != expected:
+        return None, f"it refers to a {match.group(1)}, not a {expected}"
+    return f"{match.group(1)}/{match.group(2)}", ""
+
+
+def _note_unreadable_references(record: PatientRecord) -> None:
+    """Without a server to read from, unresolved references are noted (the call goes on)."""
+    for resource in [*record.draft_orders, *record.medication_requests, *record.medication_administrations,
+                     *record.medication_statements, *record.research_subjects]:
+        for reference, _ in _outgoing(resource):
+            if record.resolve(reference, within=resource) is None:
+                record.unresolved.setdefault(reference,
+                                             "not in the request, and no fhirServer to read it from")
+
+
+def _skip(record: PatientRecord, kind: str, reason: str) -> None:
+    record.skipped.append(Skipped(kind, reason))
+    log_event(log, "resource skipped", logging.WARNING, resourceType=kind, reason=reason)
 
 
 def _add_draft_orders(record: PatientRecord, bundle: Any) -> None:

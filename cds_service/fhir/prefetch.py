@@ -1,12 +1,27 @@
-"""Prefetch templates: the FHIR queries each part of a PatientRecord comes from."""
+"""Prefetch templates: the FHIR queries each part of a PatientRecord comes from, in discovery and in reads.
+
+Only the query subset the CDS Hooks specification recommends ("Prefetch query restrictions": instance
+reads, type-level searches by patient reference, token equality, date prefixes, `_count`, `_sort`).
+`_include` is not in that subset, so ResearchSubject is asked for without its ResearchStudy
+(`ResearchSubject?patient=…`, not `…&_include=ResearchSubject:study`): a client that implements only
+the subset can still satisfy every key. The study is taken from the prefetch when a client adds it
+anyway (any ResearchStudy in that Bundle is kept), else read from `fhirServer` by its reference.
+
+When the service reads a part itself, it is free of that restriction: it asks for the same search
+plus `_include` of what it would otherwise resolve one by one (the study, the medications), and a
+large `_count`. A server that ignores `_include` costs one more round of reads; one that refuses
+it (400) is asked again without it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from urllib.parse import quote
 
-# Part of the record → (resource type, query). Only the query subset the specification recommends:
-# an instance read, and type-level searches by patient reference. Past and stopped orders are
-# wanted too (prior therapies count for eligibility), so no status filter.
+PATIENT_TOKEN = "{{context.patientId}}"  # noqa: S105 - a prefetch token, not a secret
+
+# Part of the record → (resource type, query). Past and stopped orders are wanted too (prior
+# therapies count for eligibility), so no status filter.
 TEMPLATES: Mapping[str, tuple[str, str]] = {
     "patient": ("Patient", "Patient/{{context.patientId}}"),
     "conditions": ("Condition", "Condition?patient={{context.patientId}}"),
@@ -20,7 +35,34 @@ TEMPLATES: Mapping[str, tuple[str, str]] = {
     "carePlans": ("CarePlan", "CarePlan?patient={{context.patientId}}"),
 }
 
+# What the service's own searches add, per part (see the module docstring).
+SERVER_INCLUDES: Mapping[str, str] = {
+    "medicationRequests": "MedicationRequest:medication",
+    "medicationAdministrations": "MedicationAdministration:medication",
+    "medicationStatements": "MedicationStatement:medication",
+    "researchSubjects": "ResearchSubject:study",
+}
+# Servers cap it at their own maximum page size; it only saves pages where they allow more.
+SERVER_PAGE_SIZE = 200
+
 
 def templates(*parts: str) -> dict[str, str]:
     """The prefetch templates of the given record parts, for a service's discovery entry."""
     return {part: TEMPLATES[part][1] for part in parts}
+
+
+def render(template: str, patient_id: str) -> str:
+    """A template with its patient token replaced (the id URL-encoded: it goes into a path or a query)."""
+    return template.replace(PATIENT_TOKEN, quote(patient_id, safe=""))
+
+
+def server_queries(part: str, patient_id: str) -> tuple[str, ...]:
+    """The relative requests the service itself makes for a part: preferred first, then plain fallbacks."""
+    query = render(TEMPLATES[part][1], patient_id)
+    if "?" not in query:
+        return (query,)
+    sized = f"{query}&_count={SERVER_PAGE_SIZE}"
+    include = SERVER_INCLUDES.get(part)
+    if include is None:
+        return (sized,)
+    return (f"{sized}&_include={include}", sized)

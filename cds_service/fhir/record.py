@@ -43,8 +43,9 @@ class PatientRecord:
     """One patient's data for one call, parsed with the FHIR R4B models.
 
     Rules read it and nothing else: no rule does I/O. `missing` names parts that could not be had
-    (with why); a hook call does not get this far without the parts its service needs, but bulk
-    screening does, and its rules answer "unknown" for them.
+    (with why) and holds no data for them, not even part of it; a hook call does not get this far
+    without the parts its service needs, but bulk screening does, and its rules answer "unknown" for
+    them.
     """
 
     patient_id: str
@@ -68,6 +69,14 @@ class PatientRecord:
     referenced: dict[str, Resource] = field(default_factory=dict)
     skipped: list[Skipped] = field(default_factory=list)
     missing: dict[str, str] = field(default_factory=dict)
+    # References (`Medication/12`, `#med`, …) that could not be resolved, with why: the call goes on,
+    # and a rule that needs one says it could not verify.
+    unresolved: dict[str, str] = field(default_factory=dict)
+    # Where each part came from: "prefetch", "prefetch+fhirServer" (paged prefetch) or "fhirServer".
+    sources: dict[str, str] = field(default_factory=dict)
+    # What assembling cost: HTTP requests made to the FHIR server, and reads answered by the cache.
+    fhir_requests: int = 0
+    fhir_cache_hits: int = 0
 
     def resolve(self, reference: str | None, within: Resource | None = None) -> Resource | None:
         """The resource a reference points to: contained (`#id`) in `within`, or known to the record."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -95,6 +96,12 @@ def check_library(artifacts: Artifacts) -> None:
             if not source.is_file() or source.read_text(encoding="utf-8") != shipped:
                 raise ConfigError(f"Library/{library['id']}: content differs from logic/{name}.cql; "
                                   "re-embed it (see plan_definitions/README.md)")
+
+
+@functools.lru_cache(maxsize=4)
+def shared_knowledge(folder: Path, local_valuesets: Path | None = None) -> Knowledge:
+    """The knowledge of a folder, loaded once per process (it is immutable once loaded)."""
+    return load_knowledge(folder, local_valuesets)
 
 
 def load_knowledge(folder: Path, local_valuesets: Path | None = None) -> Knowledge:
