@@ -38,7 +38,7 @@ def _publish(args: argparse.Namespace) -> int:
     """Validate every artifact and write the transaction Bundle and the FHIR NPM package."""
     config = Config.from_env()
     knowledge = load_knowledge(config.plan_definitions, config.local_valuesets)
-    written = publish(knowledge, Path(args.out))
+    written = publish(knowledge, Path(args.out), args.max_entries)
     print(f"{len(knowledge.artifacts.by_ref)} artifacts of {knowledge.study.nct_id} validated (FHIR R4)")
     for what, path in written.items():
         print(f"{what}: {path}")
@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     publish = commands.add_parser("publish", help="validate plan_definitions/ and write a FHIR transaction "
                                   "Bundle and a FHIR NPM package")
     publish.add_argument("--out", default="build/fhir", help="output folder (default: build/fhir)")
+    publish.add_argument("--max-entries", type=int, default=0, metavar="N",
+                         help="split the transaction into Bundles of at most N entries, for servers that "
+                              "cap a transaction (Medplum: 50)")
     publish.set_defaults(handler=_publish)
     return parser
 

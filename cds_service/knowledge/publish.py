@@ -35,8 +35,10 @@ def canonical_base(knowledge: Knowledge) -> str:
     return knowledge.study.url.rsplit("/", 2)[0]
 
 
-def transaction_bundle(artifacts: Artifacts) -> dict[str, Any]:
-    """Every artifact as a PUT in one transaction: loading twice leaves the server as loading once."""
+def transaction_bundles(artifacts: Artifacts, max_entries: int = 0) -> list[dict[str, Any]]:
+    """Every artifact as a PUT, in one transaction or in several of at most `max_entries` (some servers
+    cap a transaction: Medplum at 50 updates). PUTs make loading twice leave the server as loading once,
+    and references between artifacts are canonicals, so the parts can be loaded in any order."""
     entries = []
     for ref, resource in sorted(artifacts.by_ref.items()):
         entries.append({
@@ -44,7 +46,14 @@ def transaction_bundle(artifacts: Artifacts) -> dict[str, Any]:
             "resource": resource,
             "request": {"method": "PUT", "url": ref},
         })
-    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    size = max_entries if max_entries > 0 else len(entries)
+    return [{"resourceType": "Bundle", "type": "transaction", "entry": entries[i:i + size]}
+            for i in range(0, len(entries), size)]
+
+
+def transaction_bundle(artifacts: Artifacts) -> dict[str, Any]:
+    """Every artifact in one transaction Bundle."""
+    return transaction_bundles(artifacts)[0]
 
 
 def _index_entry(ref: str, resource: dict[str, Any]) -> dict[str, Any]:
@@ -105,11 +114,20 @@ def write_tgz(files: dict[str, bytes], target: Path) -> None:
         gz.write(raw.getvalue())
 
 
-def publish(knowledge: Knowledge, out: Path) -> dict[str, Path]:
-    """Write the transaction Bundle, the package and its .tgz under `out`; returns their paths."""
+def publish(knowledge: Knowledge, out: Path, max_entries: int = 0) -> dict[str, Path]:
+    """Write the transaction Bundle(s), the package and its .tgz under `out`; returns their paths.
+
+    One `bundle.json`, or `bundle-1.json`, `bundle-2.json`, … when `max_entries` splits it.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    bundle = out / "bundle.json"
-    bundle.write_bytes(_dump(transaction_bundle(knowledge.artifacts)))
+    bundles = transaction_bundles(knowledge.artifacts, max_entries)
+    if len(bundles) == 1:
+        bundle = out / "bundle.json"
+        bundle.write_bytes(_dump(bundles[0]))
+    else:
+        for number, part in enumerate(bundles, start=1):
+            bundle = out / f"bundle-{number}.json"
+            bundle.write_bytes(_dump(part))
     files = npm_files(knowledge)
     for name, data in files.items():
         path = out / name

@@ -53,3 +53,34 @@ def test_publish_refuses_invalid_artifacts(artifact_copy, tmp_path):
     assert result.returncode == 2
     assert "PlanDefinition-icaria-arm-a.json" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_published_bundle_loads_into_a_real_fhir_server_and_reads_back(knowledge, tmp_path):
+    """The transaction Bundle is what a FHIR server takes: Medplum's router loads it and serves it back."""
+    import requests
+
+    from tests.servers import fhir_server
+
+    publish(knowledge, tmp_path, max_entries=50)  # Medplum refuses transactions of more than 50 updates
+    bundles = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("bundle-*.json"))]
+    assert len(bundles) == 2 and sum(len(b["entry"]) for b in bundles) == len(knowledge.artifacts.by_ref)
+    with fhir_server("/fhir") as (base, _log):
+        too_big = requests.post(base, json=transaction_bundle(knowledge.artifacts), timeout=60)
+        assert too_big.status_code == 400  # the server's own cap, which --max-entries is for
+        for bundle in bundles:
+            loaded = requests.post(base, json=bundle, timeout=60, headers={"Content-Type": "application/fhir+json"})
+            assert loaded.status_code == 200, loaded.text[:500]
+            statuses = [e["response"]["status"] for e in loaded.json()["entry"]]
+            assert len(statuses) == len(bundle["entry"]) and all(s.startswith("20") for s in statuses)
+        # Read back by canonical URL, as a CDS engine or an order-set builder would.
+        rule_url = knowledge.rule.partition("|")[0]
+        found = requests.get(f"{base}/PlanDefinition", params={"url": rule_url}, timeout=30).json()
+        assert [e["resource"]["id"] for e in found.get("entry", [])] == ["dex-free-arm-b-rule"]
+        regimen = requests.get(f"{base}/PlanDefinition/icaria-arm-b", timeout=30).json()
+        assert regimen["action"] == knowledge.artifacts.by_ref["PlanDefinition/icaria-arm-b"]["action"]
+        study = requests.get(f"{base}/ResearchStudy/nct06561854", timeout=30).json()
+        assert study["arm"][1]["name"] == "dexamethasone-free arm"
+        # Loading twice (PUTs) leaves one of each.
+        assert all(requests.post(base, json=b, timeout=60).status_code == 200 for b in bundles)
+        valuesets = requests.get(f"{base}/ValueSet", params={"_count": 200}, timeout=30).json()
+        assert len(valuesets.get("entry", [])) == len(knowledge.terminology.sets)
