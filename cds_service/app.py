@@ -10,6 +10,7 @@ from typing import Any
 from flask import Flask, Response, g, json, request
 from werkzeug.exceptions import HTTPException
 
+from cds_service.audit.store import open_audit_store
 from cds_service.config import Config
 from cds_service.errors import CdsError, operation_outcome
 from cds_service.hooks.request import read_json_body, read_limited
@@ -40,7 +41,7 @@ def create_app(config: Config | None = None, runtime: Runtime | None = None) -> 
 
 def build_runtime(config: Config) -> Runtime:
     """The production wiring: every part built from the configuration, failing fast if one is wrong."""
-    return Runtime(config=config)
+    return Runtime(config=config, audit=open_audit_store(config))
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
