@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from cds_service.audit import report
 from cds_service.config import REPO_ROOT, Config
 from cds_service.errors import ConfigError
 
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default: HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default: PORT or 8080)")
     serve.set_defaults(handler=_serve)
+    report.add_parser(commands)
     return parser
 
 
