@@ -29,23 +29,46 @@ from tests.rules.scenario import call, care_plan, day_of, dex_order  # noqa: E40
 from tests.servers import cds_service  # noqa: E402
 
 ROUNDS = 300
-SUPPORTIVE = ["ondansetron 8 mg", "pantoprazole 40 mg", "aciclovir 400 mg", "cotrimoxazole 800/160 mg",
-              "paracetamol 1 g", "cetirizine 10 mg", "enoxaparin 4000 IU", "zoledronic acid 4 mg",
-              "loperamide 2 mg", "macrogol 10 g", "famotidine 20 mg", "diphenhydramine 25 mg"]
+SUPPORTIVE = [
+    "ondansetron 8 mg",
+    "pantoprazole 40 mg",
+    "aciclovir 400 mg",
+    "cotrimoxazole 800/160 mg",
+    "paracetamol 1 g",
+    "cetirizine 10 mg",
+    "enoxaparin 4000 IU",
+    "zoledronic acid 4 mg",
+    "loperamide 2 mg",
+    "macrogol 10 g",
+    "famotidine 20 mg",
+    "diphenhydramine 25 mg",
+]
 
 
 def _request(rid: str, text: str, on: date) -> dict:
-    return {"resourceType": "MedicationRequest", "id": rid, "status": "completed", "intent": "order",
-            "subject": {"reference": "Patient/pat-42"}, "authoredOn": on.isoformat(),
-            "medicationCodeableConcept": {"text": text},
-            "dosageInstruction": [{"text": "as directed", "doseAndRate": [{"doseQuantity": {"value": 1,
-                                                                                          "unit": "tablet"}}]}]}
+    return {
+        "resourceType": "MedicationRequest",
+        "id": rid,
+        "status": "completed",
+        "intent": "order",
+        "subject": {"reference": "Patient/pat-42"},
+        "authoredOn": on.isoformat(),
+        "medicationCodeableConcept": {"text": text},
+        "dosageInstruction": [
+            {"text": "as directed", "doseAndRate": [{"doseQuantity": {"value": 1, "unit": "tablet"}}]}
+        ],
+    }
 
 
 def _administration(aid: str, text: str, on: date) -> dict:
-    return {"resourceType": "MedicationAdministration", "id": aid, "status": "completed",
-            "medicationCodeableConcept": {"text": text}, "subject": {"reference": "Patient/pat-42"},
-            "effectiveDateTime": f"{on.isoformat()}T09:00:00+01:00"}
+    return {
+        "resourceType": "MedicationAdministration",
+        "id": aid,
+        "status": "completed",
+        "medicationCodeableConcept": {"text": text},
+        "subject": {"reference": "Patient/pat-42"},
+        "effectiveDateTime": f"{on.isoformat()}T09:00:00+01:00",
+    }
 
 
 def patient_body(size: int, seed: int = 7) -> dict:
@@ -57,8 +80,9 @@ def patient_body(size: int, seed: int = 7) -> dict:
             administrations.append(_administration(f"isa-{cycle}-{day}", "isatuximab", day_of(cycle, day)))
         for day in (1, 8, 15, 22):
             if cycle <= 2:
-                administrations.append(_administration(f"dex-{cycle}-{day}", "dexamethasone 40 mg",
-                                                       day_of(cycle, day)))
+                administrations.append(
+                    _administration(f"dex-{cycle}-{day}", "dexamethasone 40 mg", day_of(cycle, day))
+                )
         requests_.append(_request(f"pom-{cycle}", "pomalidomide 4 mg", day_of(cycle, 1)))
     start = date(2024, 1, 1)
     while len(administrations) + len(requests_) + 4 < size:
@@ -68,8 +92,12 @@ def patient_body(size: int, seed: int = 7) -> dict:
             requests_.append(_request(f"rx-{len(requests_)}", text, on))
         else:
             administrations.append(_administration(f"ma-{len(administrations)}", text, on))
-    return call(orders=(dex_order(day_of(4, 1)),), plans=(care_plan(),), administrations=tuple(administrations),
-                requests=tuple(requests_))
+    return call(
+        orders=(dex_order(day_of(4, 1)),),
+        plans=(care_plan(),),
+        administrations=tuple(administrations),
+        requests=tuple(requests_),
+    )
 
 
 def _time_post(url: str, data: bytes) -> float:
@@ -87,12 +115,17 @@ def _quantiles(samples: list[float]) -> tuple[float, float]:
 
 
 def main() -> None:
-    with cds_service(env={"CDS_WORKERS": "1", "CDS_THREADS": "4", "CDS_LOG_LEVEL": "WARNING"}) as (base, _log):
+    with cds_service(env={"CDS_WORKERS": "1", "CDS_THREADS": "4", "CDS_LOG_LEVEL": "WARNING"}) as (
+        base,
+        _log,
+    ):
         hook_url = f"{base}/cds-services/dex-free-order-sign"
         trivial_url = f"{base}/cds-services/dex-free-order-sign/feedback"
         typical = json.dumps(patient_body(100)).encode()
         large = json.dumps(patient_body(2000)).encode()
-        check = requests.post(hook_url, data=typical, headers={"Content-Type": "application/json"}, timeout=30)
+        check = requests.post(
+            hook_url, data=typical, headers={"Content-Type": "application/json"}, timeout=30
+        )
         cards = [c["extension"]["dexfree"]["rule"] for c in check.json()["cards"]]
         padding = len(typical) - len(b'{"feedback": [], "padding": ""}')
         trivial = json.dumps({"feedback": [], "padding": "x" * padding}).encode()
@@ -108,14 +141,21 @@ def main() -> None:
 
     hook_p50, hook_p99 = _quantiles(hook_times)
     trivial_p50, trivial_p99 = _quantiles(trivial_times)
-    print(f"typical patient: {len(json.loads(typical)['prefetch']['medicationAdministrations']['entry']) + 4}+ "
-          f"resources, {len(typical) / 1024:.0f} KiB, cards {cards}")
+    print(
+        f"typical patient: {len(json.loads(typical)['prefetch']['medicationAdministrations']['entry']) + 4}+ "
+        f"resources, {len(typical) / 1024:.0f} KiB, cards {cards}"
+    )
     print(f"  order-sign   p50 {hook_p50 * 1000:7.2f} ms   p99 {hook_p99 * 1000:7.2f} ms")
     print(f"  trivial POST p50 {trivial_p50 * 1000:7.2f} ms   p99 {trivial_p99 * 1000:7.2f} ms")
-    print(f"  ratio p50 {hook_p50 / trivial_p50:.2f} (target <= 2)   p99 {hook_p99 / trivial_p99:.2f} (target <= 3)")
+    print(
+        f"  ratio p50 {hook_p50 / trivial_p50:.2f} (target <= 2)   "
+        f"p99 {hook_p99 / trivial_p99:.2f} (target <= 3)"
+    )
     growth = statistics.median(large_times) / statistics.median(small_times)
-    print(f"2,000 vs 100 resources: p50 {statistics.median(large_times) * 1000:.1f} ms vs "
-          f"{statistics.median(small_times) * 1000:.1f} ms, ratio {growth:.2f} (target <= 10)")
+    print(
+        f"2,000 vs 100 resources: p50 {statistics.median(large_times) * 1000:.1f} ms vs "
+        f"{statistics.median(small_times) * 1000:.1f} ms, ratio {growth:.2f} (target <= 10)"
+    )
 
 
 if __name__ == "__main__":

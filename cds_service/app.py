@@ -10,6 +10,7 @@ from typing import Any
 from flask import Flask, Response, g, json, request
 from werkzeug.exceptions import HTTPException
 
+from cds_service.audit.store import open_audit_store
 from cds_service.config import Config
 from cds_service.errors import CdsError, operation_outcome
 from cds_service.hooks.request import read_json_body, read_limited
@@ -44,8 +45,11 @@ def create_app(config: Config | None = None, runtime: Runtime | None = None) -> 
 def build_runtime(config: Config) -> Runtime:
     """The production wiring: every part built from the configuration, failing fast if one is wrong."""
     knowledge = shared_knowledge(config.plan_definitions, config.local_valuesets)
+    audit = open_audit_store(config)
+    # The request log keys patients with the audit store's salt (configured, or shared by all replicas).
+    salt = config.pseudonym_salt or getattr(audit, "salt", None)
     return Runtime(config=config, knowledge=knowledge, authenticator=build_authenticator(config),
-                   pseudonymize=pseudonymizer(config.pseudonym_salt))
+                   pseudonymize=pseudonymizer(salt), audit=audit)
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from cds_service.audit import report
 from cds_service.config import REPO_ROOT, Config
 from cds_service.errors import ConfigError
 from cds_service.knowledge.model import load_knowledge
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="split the transaction into Bundles of at most N entries, for servers that "
                               "cap a transaction (Medplum: 50)")
     publish.set_defaults(handler=_publish)
+    report.add_parser(commands)
     return parser
 
 

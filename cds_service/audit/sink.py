@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cds_service.hooks.feedback import FeedbackEntry
@@ -22,7 +22,7 @@ class AuditSink(Protocol):
     def feedback_received(self, service_id: str, entries: Sequence[FeedbackEntry],
                           caller: Caller) -> dict[str, int]: ...
 
-    def describe(self) -> str: ...
+    def describe(self) -> str | Mapping[str, Any]: ...
 
 
 class NullAudit:

@@ -1,0 +1,1 @@
+"""Alembic migrations of the audit store; applied at start by cds_service.audit.migrate."""

@@ -1,0 +1,1 @@
+"""Audit schema revisions, one file each, applied in order (Alembic skips this file)."""

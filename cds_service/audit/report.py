@@ -1,0 +1,382 @@
+"""`cds-service report`: cards and clinicians' responses per rule, arm and site, and potential deviations.
+
+A card counts once, with the outcome of its latest feedback (by outcomeTimestamp): accepted,
+overridden, or no feedback. Potential deviations are the overridden arm B warnings
+(rules dex-after-cycle-2 and dex-extends-past-cycle-2), listed with the study subject identifier.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import html
+import io
+import json
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine, and_, func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from cds_service.audit import schema
+from cds_service.audit.engine import is_memory, make_engine, parse_database_url
+from cds_service.audit.migrate import current_revision, head_revision
+from cds_service.audit.rows import DEVIATION_RULES
+from cds_service.config import Config
+from cds_service.errors import ConfigError
+
+FORMATS = ("csv", "json", "html")
+NO_SITE = "(unidentified caller)"
+OUTCOMES = ("accepted", "overridden", "noFeedback")
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+def open_for_report(database_url: str) -> Engine:
+    """A read-only engine on an existing audit store of this release's schema; a ConfigError says why not."""
+    url = parse_database_url(database_url)
+    if is_memory(url):
+        raise ConfigError("CDS_DATABASE_URL names an in-memory database: it has nothing to report")
+    if url.get_backend_name() == "sqlite" and not Path(url.database).expanduser().is_file():
+        raise ConfigError(f"No audit store at {url.database} (CDS_DATABASE_URL, relative to the working "
+                          "directory): the service has recorded nothing there")
+    engine = make_engine(url, read_only=True)
+    try:
+        with engine.connect() as connection:
+            revision = current_revision(connection)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise _unreadable(exc) from None
+    if revision != head_revision():
+        engine.dispose()
+        found = "no audit tables" if revision is None else f"schema revision {revision}"
+        raise ConfigError(f"The audit store (CDS_DATABASE_URL) has {found}; this release reads revision "
+                          f"{head_revision()}. Start the service once on it to migrate it.")
+    return engine
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite gives back the naive UTC instant that was stored.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _card_rows(engine: Engine, since: datetime | None) -> tuple[list[Mapping[str, Any]], int]:
+    """Every card shown since `since` with its latest feedback; and the feedback for unknown cards."""
+    card, feedback = schema.card, schema.feedback
+    ranked = select(
+        feedback.c.card_uuid, feedback.c.outcome, feedback.c.outcome_at, feedback.c.override_system,
+        feedback.c.override_code, feedback.c.override_display, feedback.c.user_comment,
+        func.row_number().over(partition_by=feedback.c.card_uuid,
+                               order_by=(feedback.c.outcome_at.desc(), feedback.c.id.desc())).label("rank"),
+    ).subquery()
+    query = (
+        select(card, ranked.c.outcome, ranked.c.outcome_at, ranked.c.override_system, ranked.c.override_code,
+               ranked.c.override_display, ranked.c.user_comment)
+        .select_from(card.outerjoin(ranked, and_(ranked.c.card_uuid == card.c.card_uuid, ranked.c.rank == 1)))
+        .order_by(card.c.shown_at, card.c.id)
+    )
+    orphans = (select(func.count()).select_from(feedback)
+               .where(~select(card.c.id).where(card.c.card_uuid == feedback.c.card_uuid).exists()))
+    if since is not None:
+        query = query.where(card.c.shown_at >= since)
+        orphans = orphans.where(feedback.c.received_at >= since)
+    # One transaction: the cards and the orphan count come from the same snapshot.
+    with engine.begin() as connection:
+        rows = [row._mapping for row in connection.execute(query)]
+        unknown = connection.execute(orphans).scalar_one()
+    return rows, unknown
+
+
+def _unreadable(exc: SQLAlchemyError) -> ConfigError:
+    return ConfigError(f"The audit store (CDS_DATABASE_URL) cannot be read: {type(exc).__name__}")
+
+
+# --- building --------------------------------------------------------------------------------------
+
+def _outcome(row: Mapping[str, Any]) -> str:
+    return row["outcome"] if row["outcome"] in ("accepted", "overridden") else "noFeedback"
+
+
+def _week_start(day: date) -> date:
+    return day - timedelta(days=day.weekday())
+
+
+def _iso_week(day: date) -> str:
+    year, week, _ = day.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def build_report(engine: Engine, *, zone: ZoneInfo, since: date | None = None,
+                 now: datetime | None = None) -> dict[str, Any]:
+    """The report as plain data (what the json format prints; csv and html are rendered from it)."""
+    start = datetime.combine(since, time.min, tzinfo=zone).astimezone(UTC) if since else None
+    rows, unknown = _card_rows(engine, start)
+    groups: dict[tuple[str, str | None, str], Counter] = defaultdict(Counter)
+    reasons: dict[tuple[str, str | None, str], dict[tuple[Any, Any], dict[str, Any]]] = defaultdict(dict)
+    weeks: dict[date, Counter] = defaultdict(Counter)
+    deviations = []
+    for row in rows:
+        site = row["tenant"] or row["issuer"] or NO_SITE
+        key = (row["rule"], row["arm"], site)
+        outcome = _outcome(row)
+        shown = _utc(row["shown_at"]).astimezone(zone)
+        for counter in (groups[key], weeks[_week_start(shown.date())]):
+            counter["shown"] += 1
+            counter[outcome] += 1
+        if outcome == "overridden":
+            reason = reasons[key].setdefault((row["override_system"], row["override_code"]), {
+                "system": row["override_system"], "code": row["override_code"],
+                "display": row["override_display"], "count": 0})
+            reason["count"] += 1
+            if row["rule"] in DEVIATION_RULES:
+                deviations.append(_deviation(row, site, shown, zone))
+    counts = [
+        {"rule": rule, "arm": arm, "site": site, "shown": c["shown"], "accepted": c["accepted"],
+         "overridden": c["overridden"], "noFeedback": c["noFeedback"],
+         "overriddenByReason": sorted(reasons[(rule, arm, site)].values(), key=lambda r: (-r["count"],
+                                                                                          str(r["code"])))}
+        for (rule, arm, site), c in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1] or "",
+                                                                             item[0][2]))
+    ]
+    totals = Counter()
+    for c in groups.values():
+        totals.update(c)
+    return {
+        "title": "Dex-Free CDS audit report",
+        "generatedAt": (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds"),
+        "since": since.isoformat() if since else None,
+        "timezone": zone.key,
+        "totals": {name: totals[name] for name in ("shown", *OUTCOMES)},
+        "counts": counts,
+        "weeks": _weeks(weeks),
+        "potentialDeviations": deviations,
+        "feedbackForUnknownCards": unknown,
+    }
+
+
+def _deviation(row: Mapping[str, Any], site: str, shown: datetime, zone: ZoneInfo) -> dict[str, Any]:
+    return {
+        "studySubjectId": row["study_subject_id"],
+        "patientKey": row["patient_key"],
+        "patientKeySource": row["patient_key_source"],
+        "date": shown.date().isoformat(),
+        "study": row["study"],
+        "arm": row["arm"],
+        "regimen": row["regimen"],
+        "cycle": row["cycle"],
+        "cycleDay": row["cycle_day"],
+        "rule": row["rule"],
+        "overriddenAt": _utc(row["outcome_at"]).astimezone(zone).isoformat(timespec="minutes"),
+        "reason": {"system": row["override_system"], "code": row["override_code"],
+                   "display": row["override_display"]},
+        "comment": row["user_comment"],
+        "site": site,
+        "serviceId": row["service_id"],
+        "cardUuid": row["card_uuid"],
+    }
+
+
+def _weeks(weeks: Mapping[date, Counter]) -> list[dict[str, Any]]:
+    """One entry per week from the first to the last with a card; weeks without cards count zero."""
+    if not weeks:
+        return []
+    out, day, last = [], min(weeks), max(weeks)
+    while day <= last:
+        c = weeks.get(day, Counter())
+        out.append({"week": _iso_week(day), "start": day.isoformat(), "shown": c["shown"],
+                    **{name: c[name] for name in OUTCOMES}})
+        day += timedelta(days=7)
+    return out
+
+
+# --- rendering -------------------------------------------------------------------------------------
+
+def render(report: Mapping[str, Any], fmt: str) -> str:
+    """The report as csv, json or html text."""
+    if fmt == "json":
+        return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+    if fmt == "csv":
+        return render_csv(report)
+    if fmt == "html":
+        return render_html(report)
+    raise ValueError(f"unknown format {fmt!r}")
+
+
+def _reason_label(reason: Mapping[str, Any]) -> str:
+    if not reason.get("code"):
+        return "no reason given"
+    return f"{reason['code']} ({reason['display']})" if reason.get("display") else str(reason["code"])
+
+
+def _cell(value: Any) -> Any:
+    # A spreadsheet runs a cell that starts like a formula; free text from clinicians must not.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return "" if value is None else value
+
+
+COUNT_COLUMNS = ("rule", "arm", "site", "shown", "accepted", "overridden", "no_feedback",
+                 "overridden_by_reason")
+DEVIATION_COLUMNS = ("study_subject_id", "patient_key", "date", "cycle", "cycle_day", "arm", "regimen",
+                     "rule", "overridden_at", "reason_code", "reason_display", "reason_system", "comment",
+                     "site", "service_id", "card_uuid")
+
+
+def render_csv(report: Mapping[str, Any]) -> str:
+    """Two tables, each under its own header row, separated by an empty row: counts, then deviations."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COUNT_COLUMNS)
+    for c in report["counts"]:
+        by_reason = "; ".join(f"{_reason_label(r)}: {r['count']}" for r in c["overriddenByReason"])
+        writer.writerow([_cell(v) for v in (c["rule"], c["arm"], c["site"], c["shown"], c["accepted"],
+                                            c["overridden"], c["noFeedback"], by_reason)])
+    writer.writerow([])
+    writer.writerow(DEVIATION_COLUMNS)
+    for d in report["potentialDeviations"]:
+        reason = d["reason"]
+        writer.writerow([_cell(v) for v in (
+            d["studySubjectId"], d["patientKey"], d["date"], d["cycle"], d["cycleDay"], d["arm"],
+            d["regimen"], d["rule"], d["overriddenAt"], reason["code"], reason["display"], reason["system"],
+            d["comment"], d["site"], d["serviceId"], d["cardUuid"])])
+    return out.getvalue()
+
+
+_COLOURS = {"accepted": "#2e7d32", "overridden": "#e65100", "noFeedback": "#9e9e9e"}
+_LABELS = {"accepted": "accepted", "overridden": "overridden", "noFeedback": "no feedback"}
+
+
+def weekly_chart(weeks: list[Mapping[str, Any]]) -> str:
+    """An inline SVG: per week, a bar of the cards shown, stacked by outcome."""
+    if not weeks:
+        return '<p class="empty">No cards in this period.</p>'
+    bar, gap, height, left, bottom, top = 26, 10, 160, 40, 46, 10
+    peak = max(w["shown"] for w in weeks) or 1
+    width = left + len(weeks) * (bar + gap) + gap
+    scale = height / peak
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + top + bottom}" '
+             f'role="img" aria-label="Cards shown per week, by outcome">']
+    for value in sorted({0, peak // 2, peak}):
+        y = top + height - value * scale
+        parts.append(f'<line x1="{left - 4}" x2="{width}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
+                     f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{value}</text>')
+    for i, week in enumerate(weeks):
+        x = left + gap + i * (bar + gap)
+        y = top + height
+        for name in OUTCOMES:
+            count = week[name]
+            if not count:
+                continue
+            h = count * scale
+            y -= h
+            parts.append(f'<rect x="{x}" y="{y:.1f}" width="{bar}" height="{h:.1f}" fill="{_COLOURS[name]}">'
+                         f'<title>{html.escape(week["week"])}: {count} {_LABELS[name]}</title></rect>')
+        label_y = top + height + 14
+        parts.append(f'<text x="{x + bar / 2}" y="{label_y}" text-anchor="middle">'
+                     f'{html.escape(week["week"][-3:])}</text>'
+                     f'<text x="{x + bar / 2}" y="{label_y + 13}" text-anchor="middle" class="small">'
+                     f'{html.escape(week["start"][5:])}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _esc(value: Any) -> str:
+    return "" if value is None else html.escape(str(value))
+
+
+def render_html(report: Mapping[str, Any]) -> str:
+    """One self-contained page: no script, no external style, font or image."""
+    totals = report["totals"]
+    legend = "".join(f'<span class="key"><i style="background:{_COLOURS[n]}"></i>{_LABELS[n]}</span>'
+                     for n in OUTCOMES)
+    count_rows = "".join(
+        "<tr>" + "".join(f"<td>{_esc(v)}</td>" for v in (c["rule"], c["arm"], c["site"])) +
+        "".join(f'<td class="n">{c[k]}</td>' for k in ("shown", "accepted", "overridden", "noFeedback")) +
+        "<td>" + "<br>".join(f"{_esc(_reason_label(r))}: {r['count']}" for r in c["overriddenByReason"]) +
+        "</td></tr>"
+        for c in report["counts"])
+    deviation_rows = "".join(
+        "<tr>" + "".join(f"<td>{_esc(v)}</td>" for v in (
+            d["studySubjectId"] or f"(no study subject id; key {d['patientKey']})", d["date"], d["cycle"],
+            d["cycleDay"], d["arm"], d["regimen"], d["rule"], d["overriddenAt"], _reason_label(d["reason"]),
+            d["comment"], d["site"])) + "</tr>"
+        for d in report["potentialDeviations"])
+    since = f"since {_esc(report['since'])}" if report["since"] else "all recorded cards"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>{_esc(report['title'])}</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}
+table{{border-collapse:collapse;margin:1em 0}}th,td{{border:1px solid #ccc;padding:4px 8px;text-align:left;
+vertical-align:top}}th{{background:#f2f2f2}}td.n{{text-align:right}}
+svg text{{font-size:11px;fill:#444}}svg text.small{{font-size:9px}}svg .grid{{stroke:#ddd}}
+.key{{margin-right:1.5em}}.key i{{display:inline-block;width:10px;height:10px;margin-right:4px}}
+.empty{{color:#777}}.dev td{{white-space:nowrap}}.dev td:nth-child(10){{white-space:normal}}
+</style></head><body>
+<h1>{_esc(report['title'])}</h1>
+<p>{since}; dates in {_esc(report['timezone'])}; generated {_esc(report['generatedAt'])}.
+Cards shown: {totals['shown']} — accepted {totals['accepted']}, overridden {totals['overridden']},
+no feedback {totals['noFeedback']}. Feedback for unknown cards: {report['feedbackForUnknownCards']}.</p>
+<h2>Cards per week</h2>
+<div>{legend}</div>
+{weekly_chart(report['weeks'])}
+<h2>Per rule, arm and site</h2>
+<table><thead><tr><th>Rule</th><th>Arm</th><th>Site</th><th>Shown</th><th>Accepted</th><th>Overridden</th>
+<th>No feedback</th><th>Overridden, by reason</th></tr></thead><tbody>{count_rows}</tbody></table>
+<h2>Potential deviations: overridden arm B warnings ({len(report['potentialDeviations'])})</h2>
+<table class="dev"><thead><tr><th>Study subject</th><th>Date</th><th>Cycle</th><th>Day</th><th>Arm</th>
+<th>Regimen</th><th>Rule</th><th>Overridden at</th><th>Reason</th><th>Comment</th><th>Site</th></tr></thead>
+<tbody>{deviation_rows}</tbody></table>
+</body></html>
+"""
+
+
+# --- command line ----------------------------------------------------------------------------------
+
+def _date(raw: str) -> date:
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a date like 2026-11-01") from None
+
+
+def add_parser(commands: Any) -> None:
+    """The `report` subcommand, added to the `cds-service` parser's subcommands."""
+    parser = commands.add_parser(
+        "report", help="the trial team's audit report (cards, feedback, potential deviations)",
+        description="Cards shown and what clinicians did with them, per rule, arm and site, and the "
+                    "overridden arm B warnings (potential deviations). Reads CDS_DATABASE_URL.")
+    parser.add_argument("--since", type=_date, metavar="DATE",
+                        help="only cards shown on or after this day (YYYY-MM-DD, in CDS_TIMEZONE)")
+    parser.add_argument("--format", choices=FORMATS, default="csv", help="output format (default: csv)")
+    parser.add_argument("--out", type=Path, metavar="FILE", help="write to FILE (default: standard output)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the report from the store named by CDS_DATABASE_URL and write it."""
+    config = Config.from_env()
+    try:
+        zone = ZoneInfo(config.timezone)
+    except (KeyError, ValueError):
+        raise ConfigError(f"CDS_TIMEZONE={config.timezone!r} is not a known time zone") from None
+    engine = open_for_report(config.database_url)
+    try:
+        report = build_report(engine, zone=zone, since=args.since)
+    except SQLAlchemyError as exc:
+        raise _unreadable(exc) from None
+    finally:
+        engine.dispose()
+    text = render(report, args.format)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
