@@ -23,9 +23,6 @@ if TYPE_CHECKING:
     from cds_service.fhir.record import PatientRecord
     from cds_service.hooks.request import HookRequest
 
-# The trial the service is built for; cards name their study in the dexfree extension, this is the
-# study looked for when a card does not.
-DEFAULT_STUDY = "NCT06561854"
 # Arm B warnings: when overridden, a potential protocol deviation for the sponsor.
 DEVIATION_RULES = ("dex-after-cycle-2", "dex-extends-past-cycle-2")
 UNKNOWN_RULE = "unknown"
@@ -84,10 +81,10 @@ def card_rows(service_id: str, request: HookRequest, record: PatientRecord,
     for card in cards:
         found = finding(card)
         study = _text(found.get("study"), 64)
-        looked_for = study or DEFAULT_STUDY
-        if looked_for not in subjects:
-            subjects[looked_for] = study_subject_id(record, looked_for)
-        subject = subjects[looked_for]
+        # A card names its study in its dexfree extension; one that does not is keyed by the EHR id.
+        if study and study not in subjects:
+            subjects[study] = study_subject_id(record, study)
+        subject = subjects.get(study) if study else None
         rule = _text(found.get("rule"), 64) or UNKNOWN_RULE
         rows.append({
             "card_uuid": str(card["uuid"]),

@@ -1,5 +1,8 @@
-"""End to end through the real server: `cds-service serve` (gunicorn, 2 workers) records the cards and the
-feedback in the store named by CDS_DATABASE_URL, and `cds-service report` reads them back."""
+"""End to end through the real server: `cds-service serve` (gunicorn, 2 workers, the real services) records
+the cards and the feedback in the store named by CDS_DATABASE_URL, and `cds-service report` reads them back.
+
+The hook call is the standard arm B patient of tests/rules/scenario.py ordering dexamethasone in cycle 4:
+the real rules answer with the arm B warning; patient-view gives the trial-status card."""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import requests
@@ -15,23 +17,28 @@ from sqlalchemy import create_engine, select
 
 from cds_service.audit import schema
 from cds_service.audit.engine import parse_database_url
-from tests.audit.conftest import SUBJECT_ID, hook_request
+from tests.rules.scenario import call, day_of, dex_order
 from tests.servers import REPO, cds_service
 
 pytestmark = pytest.mark.integration
 
-PLUGIN = Path(__file__).resolve().parent / "plugin"
 SERVICE = "dex-free-order-sign"
+SUBJECT_ID = "DXF-0042"  # the scenario's ResearchSubject.identifier
+
+
+def hook_request():
+    return call(orders=(dex_order(day_of(4, 1)),))
 COMMENT = "Premedication agreed with the investigator"
 
 
 def test_served_calls_and_feedback_are_recorded_and_reported(database_url):
-    python_path = os.pathsep.join(filter(None, [str(PLUGIN), os.environ.get("PYTHONPATH")]))
-    env = {"CDS_DATABASE_URL": database_url, "CDS_WORKERS": "2", "PYTHONPATH": python_path}
+    env = {"CDS_DATABASE_URL": database_url, "CDS_WORKERS": "2"}
     with cds_service(env=env) as (base, log):
         response = requests.post(f"{base}/cds-services/{SERVICE}", json=hook_request(), timeout=10)
         assert response.status_code == 200, response.text
-        warning, info = response.json()["cards"]
+        (warning,) = response.json()["cards"]
+        view = requests.post(f"{base}/cds-services/dex-free-patient-view", json=call("patient-view"), timeout=10)
+        (info,) = view.json()["cards"]
         feedback = {"feedback": [
             {"card": warning["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-24T10:05:31Z",
              "overrideReason": {"reason": warning["overrideReasons"][0], "userComment": COMMENT}},
@@ -56,14 +63,14 @@ def test_served_calls_and_feedback_are_recorded_and_reported(database_url):
                             timeout=60)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["totals"] == {"shown": 12, "accepted": 1, "overridden": 1, "noFeedback": 10}
+    assert report["totals"] == {"shown": 7, "accepted": 1, "overridden": 1, "noFeedback": 5}
     assert report["feedbackForUnknownCards"] == 1
     (deviation,) = report["potentialDeviations"]
     assert (deviation["studySubjectId"], deviation["cycle"], deviation["reason"]["code"], deviation["comment"]) == (
-        SUBJECT_ID, 3, "premedication", COMMENT)
-    assert {(c["rule"], c["shown"]) for c in report["counts"]} == {("dex-after-cycle-2", 6), ("trial-status", 6)}
+        SUBJECT_ID, 4, "premedication-isatuximab", COMMENT)
+    assert {(c["rule"], c["shown"]) for c in report["counts"]} == {("dex-after-cycle-2", 6), ("trial-status", 1)}
     # Neither the server's log nor the report's messages carry patient data or the comment.
-    for private in (SUBJECT_ID, "pat-1", "Testpatient", COMMENT):
+    for private in (SUBJECT_ID, "pat-42", COMMENT):
         assert private not in server_log and private not in result.stderr
     assert "audit store ready" in server_log
     # Feedback that overtook its card was flagged unknown, and is no longer once the card is written.

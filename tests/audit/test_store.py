@@ -134,8 +134,8 @@ def test_card_without_a_finding_is_recorded_as_unknown(open_store, card_source):
     call(store, card_source)
     (row,) = rows(store, schema.card)
     assert (row["rule"], row["study"], row["arm"], row["cycle"]) == ("unknown", None, None, None)
-    # The default study is still looked for, so the trial's patients keep their study key.
-    assert row["patient_key_source"] == "study-subject"
+    # A card that names no study is keyed by the EHR patient id (every card of the services names it).
+    assert row["patient_key_source"] == "ehr-patient"
     assert row["study_subject_id"] is None
 
 
