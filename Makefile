@@ -31,6 +31,8 @@ test: $(STAMP) $(NODE_STAMP)
 # Benchmarks print ratios; they are never part of `make test`.
 bench: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python bench/bench_fhir.py
+	$(BIN)/python bench/bench_hooks.py
+	$(BIN)/python bench/bench_audit.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

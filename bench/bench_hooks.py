@@ -114,6 +114,11 @@ def _quantiles(samples: list[float]) -> tuple[float, float]:
     return statistics.median(samples), cuts[98]
 
 
+def _count(body: bytes) -> int:
+    prefetch = json.loads(body)["prefetch"]
+    return sum(len(v["entry"]) if v.get("resourceType") == "Bundle" else 1 for v in prefetch.values())
+
+
 def main() -> None:
     with cds_service(env={"CDS_WORKERS": "1", "CDS_THREADS": "4", "CDS_LOG_LEVEL": "WARNING"}) as (
         base,
@@ -141,10 +146,8 @@ def main() -> None:
 
     hook_p50, hook_p99 = _quantiles(hook_times)
     trivial_p50, trivial_p99 = _quantiles(trivial_times)
-    print(
-        f"typical patient: {len(json.loads(typical)['prefetch']['medicationAdministrations']['entry']) + 4}+ "
-        f"resources, {len(typical) / 1024:.0f} KiB, cards {cards}"
-    )
+    print(f"typical patient: {_count(typical)} resources, {len(typical) / 1024:.0f} KiB, cards {cards}; "
+          f"large: {_count(large)} resources")
     print(f"  order-sign   p50 {hook_p50 * 1000:7.2f} ms   p99 {hook_p99 * 1000:7.2f} ms")
     print(f"  trivial POST p50 {trivial_p50 * 1000:7.2f} ms   p99 {trivial_p99 * 1000:7.2f} ms")
     print(

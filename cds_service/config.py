@@ -96,6 +96,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cache_ttl_seconds", "CDS_CACHE_TTL_SECONDS", "120", _int,
             "How long a FHIR read is reused (per server, query and access token)."),
     Setting("cache_size", "CDS_CACHE_SIZE", "2048", _int, "Most FHIR reads kept in the cache."),
+    Setting("parse_cache_size", "CDS_PARSE_CACHE_SIZE", "4096", _int,
+            "Most validated FHIR resources remembered by content (a history sent again with every hook "
+            "call is validated once)."),
     Setting("jwt_issuers", "CDS_JWT_ISSUERS", "", _optional_path,
             "JSON file of trusted CDS clients (issuers, JWKS, jku, tenants). Unset: the service runs "
             "OPEN, accepting any caller — for local use only; it says so at start and in /healthz."),
@@ -148,6 +151,7 @@ class Config:
     call_deadline_ms: int = 4000
     cache_ttl_seconds: int = 120
     cache_size: int = 2048
+    parse_cache_size: int = 4096
     jwt_issuers: Path | None = None
     jwt_leeway_seconds: int = 30
     redis_url: str | None = None
@@ -181,7 +185,7 @@ class Config:
             "PORT": self.port, "CDS_WORKERS": self.workers, "CDS_THREADS": self.threads,
             "CDS_MAX_BODY_BYTES": self.max_body_bytes, "CDS_MAX_RESOURCES": self.max_resources,
             "CDS_FHIR_MAX_PAGES": self.fhir_max_pages, "CDS_CALL_DEADLINE_MS": self.call_deadline_ms,
-            "CDS_CACHE_SIZE": self.cache_size,
+            "CDS_CACHE_SIZE": self.cache_size, "CDS_PARSE_CACHE_SIZE": self.parse_cache_size,
         }
         for env, value in positive.items():
             if value <= 0:

@@ -16,7 +16,7 @@ from cds_service.config import Config
 from cds_service.errors import CdsError, ConfigError
 from cds_service.fhir.assemble import MODEL_TYPES, assemble_record
 from cds_service.fhir.fetch import FhirGateway
-from cds_service.fhir.parse import warm_models
+from cds_service.fhir.parse import ParseCache, warm_models
 from cds_service.hooks.feedback import parse_feedback
 from cds_service.hooks.registry import Registry
 from cds_service.hooks.request import count_resources, parse_hook_request
@@ -62,7 +62,9 @@ class Runtime:
             self.knowledge = shared_knowledge(self.config.plan_definitions, self.config.local_valuesets)
         if self.fhir is None:
             self.fhir = FhirGateway(self.config)
-        self.keep = relevance(self.knowledge)
+        # Per service: the raw resources worth validating; validated content is remembered across calls.
+        self.keep = {service.id: relevance(self.knowledge, service.drugs) for service in self.registry}
+        self.parse_cache = ParseCache(self.config.parse_cache_size)
         warm_models(MODEL_TYPES)
 
     def today(self) -> date:
@@ -97,7 +99,7 @@ class Runtime:
                            code="too-costly")
         started = time.perf_counter()
         record = assemble_record(request, service.needs, wants=service.prefetch, fhir=self.fhir,
-                                 keep=self.keep)
+                                 keep=self.keep.get(service.id), parse=self.parse_cache.parse)
         log_fields["loadMs"] = round((time.perf_counter() - started) * 1000, 1)
         log_fields.update(fhirRequests=record.fhir_requests, fhirCacheHits=record.fhir_cache_hits)
         started = time.perf_counter()

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 # the knowledge layer passes one built from its value sets so only relevant resources cost parsing.
 # It runs on the read threads: it must be a pure function of its arguments.
 Keep = Callable[[str, dict[str, Any]], bool]
+# Validates one raw resource into its R4B model, or raises ValueError (parse_resource, or a cache of it).
+Parse = Callable[[Any], Resource]
 # Resources of a part, each as (resourceType, the parsed model or why it does not validate).
 Parsed = list[tuple[str, Resource | str]]
 
@@ -108,21 +110,22 @@ def prefetch_gap(value: Any) -> str | None:
 
 def assemble_record(request: HookRequest, needs: Iterable[str], *, wants: Iterable[str] | None = None,
                     fhir: FhirGateway | None = None, keep: Keep | None = None,
-                    deadline: Deadline | None = None) -> PatientRecord:
+                    deadline: Deadline | None = None, parse: Parse = parse_resource) -> PatientRecord:
     """The record of one call (see the module docstring); 403 for a disallowed fhirServer, 412 for a gap.
 
     `needs`: parts without which the call is a 412. `wants`: parts read from the server when not
     prefetched (the service's prefetch keys; default: `needs`); other parts are not read, and are
     named in `record.missing` so that no rule takes their absence for "none". `fhir`: the process's
     gateway; without one nothing is read. `keep`: a predicate on raw resources of a part (default:
-    keep all). `deadline`: defaults to CDS_CALL_DEADLINE_MS from now.
+    keep all). `deadline`: defaults to CDS_CALL_DEADLINE_MS from now. `parse`: how a raw resource is
+    validated (the runtime passes its ParseCache's, so a history sent again is not validated again).
     """
     needs = tuple(needs)
     wanted = set(needs if wants is None else wants) | set(needs)
     if fhir is not None:
         fhir.check_server(request.fhir_server)
     record = PatientRecord(patient_id=request.patient_id, selections=request.selections)
-    _add_draft_orders(record, request.draft_orders)
+    _add_draft_orders(record, request.draft_orders, parse)
     target = None
     if fhir is not None and request.fhir_server:
         token = request.fhir_authorization.access_token if request.fhir_authorization else None
@@ -134,7 +137,7 @@ def assemble_record(request: HookRequest, needs: Iterable[str], *, wants: Iterab
         value = request.prefetch.get(part)
         gap = prefetch_gap(value)
         if gap is None:
-            add_part(record, part, bundle_resources(value), keep)
+            add_part(record, part, bundle_resources(value), keep, parse)
             record.sources[part] = "prefetch"
             link = next_link(value) if value.get("resourceType") == "Bundle" else None
             if link is None:
@@ -156,13 +159,14 @@ def assemble_record(request: HookRequest, needs: Iterable[str], *, wants: Iterab
         attempted: set[str] = set()
         # Round 1: the missing parts, and the medications of the draft orders (known already).
         reads += _reference_reads(record, record.draft_orders, target, attempted)
-        _apply(record, fhir.fetch(target, reads, deadline, _prepare(keep, record.patient_id)), kinds)
+        _apply(record, fhir.fetch(target, reads, deadline, _prepare(keep, record.patient_id, parse)), kinds)
         # Round 2: what the parts just read refer to and the server did not `_include`.
         history = [*record.medication_requests, *record.medication_administrations,
                    *record.medication_statements, *record.research_subjects]
         more = _reference_reads(record, [*record.draft_orders, *history], target, attempted)
         if more:
-            _apply(record, fhir.fetch(target, more, deadline, _prepare(keep, record.patient_id)), kinds)
+            _apply(record, fhir.fetch(target, more, deadline, _prepare(keep, record.patient_id, parse)),
+                   kinds)
     else:
         _note_unreadable_references(record)
 
@@ -182,13 +186,13 @@ def assemble_record(request: HookRequest, needs: Iterable[str], *, wants: Iterab
 
 
 def add_part(record: PatientRecord, part: str, resources: Iterable[dict[str, Any]],
-             keep: Keep | None = None) -> None:
+             keep: Keep | None = None, parse: Parse = parse_resource) -> None:
     """Select on the raw JSON, then parse and file the resources of one record part."""
-    file_part(record, part, select_and_parse(part, resources, keep, record.patient_id))
+    file_part(record, part, select_and_parse(part, resources, keep, record.patient_id, parse))
 
 
 def select_and_parse(part: str, resources: Iterable[dict[str, Any]], keep: Keep | None = None,
-                     patient_id: str | None = None) -> Parsed:
+                     patient_id: str | None = None, parse: Parse = parse_resource) -> Parsed:
     """The resources of a part worth validating, validated; touches no record, so reads run it on
     their own threads as soon as their answer is in, while slower reads are still on the wire.
 
@@ -213,7 +217,7 @@ def select_and_parse(part: str, resources: Iterable[dict[str, Any]], keep: Keep 
         elif kind not in REFERENCED_TYPES:
             continue
         try:
-            parsed.append((str(kind), parse_resource(raw)))
+            parsed.append((str(kind), parse(raw)))
         except ValueError as exc:
             parsed.append((str(kind)[:40], str(exc)))
     return parsed
@@ -253,9 +257,10 @@ def remember(record: PatientRecord, resource: Resource) -> None:
         record.referenced[f"{resource.get_resource_type()}/{resource.id}"] = resource
 
 
-def _prepare(keep: Keep | None, patient_id: str) -> Callable[[Read, list[dict[str, Any]]], Parsed]:
+def _prepare(keep: Keep | None, patient_id: str,
+             parse: Parse) -> Callable[[Read, list[dict[str, Any]]], Parsed]:
     def prepare(read: Read, resources: list[dict[str, Any]]) -> Parsed:
-        return select_and_parse(read.name, resources, keep, patient_id)
+        return select_and_parse(read.name, resources, keep, patient_id, parse)
     return prepare
 
 
@@ -356,13 +361,13 @@ def _skip(record: PatientRecord, kind: str, reason: str) -> None:
     log_event(log, "resource skipped", logging.WARNING, resourceType=kind, reason=reason)
 
 
-def _add_draft_orders(record: PatientRecord, bundle: Any) -> None:
+def _add_draft_orders(record: PatientRecord, bundle: Any, parse: Parse = parse_resource) -> None:
     for entry in (bundle or {}).get("entry") or []:
         raw = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(raw, dict):
             continue
         try:
-            resource = parse_resource(raw)
+            resource = parse(raw)
         except ValueError as exc:
             record.unreadable_orders.append(raw)
             log_event(log, "draft order unreadable", logging.WARNING,

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import logging
+import threading
 from typing import Any
 
+from cachetools import LRUCache
 from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.resource import Resource
 from pydantic import ValidationError
@@ -44,6 +48,43 @@ def parse_resource(raw: Any) -> Resource:
             raise ValueError(f"{raw['resourceType']} does not validate: {type(exc).__name__} "
                              "in a nested resource") from None
     raise ValueError(f"{raw['resourceType']} does not validate after repairs")
+
+
+class ParseCache:
+    """Validated models by the exact content they came from: the same history, sent again by the EHR with
+    every order-select, order-sign and patient-view of a patient, is validated once.
+
+    The key is a digest of the resource's JSON as sent, so only identical content shares an entry (no
+    data of one call reaches another: the caller already holds that content; the same content with its
+    elements in another order only misses the cache). Failures are remembered too. Models are never
+    changed after validation: sharing them between calls and threads is safe.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._entries: LRUCache[bytes, Resource | str] = LRUCache(maxsize=size)
+        self._lock = threading.Lock()
+
+    def parse(self, raw: Any) -> Resource:
+        """`parse_resource`, once per distinct content."""
+        if not isinstance(raw, dict):
+            return parse_resource(raw)
+        try:
+            text = json.dumps(raw, separators=(",", ":"), ensure_ascii=False)
+        except (TypeError, ValueError, RecursionError):
+            return parse_resource(raw)
+        key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        with self._lock:
+            found = self._entries.get(key)
+        if found is None:
+            try:
+                found = parse_resource(raw)
+            except ValueError as exc:
+                found = str(exc)
+            with self._lock:
+                self._entries[key] = found
+        if isinstance(found, str):
+            raise ValueError(found)
+        return found
 
 
 def _where(exc: ValidationError) -> str:

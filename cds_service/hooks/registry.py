@@ -26,6 +26,9 @@ class ServiceDefinition:
     usage_requirements: str | None = None
     # Record parts that must be available for an answer; without them the call is answered 412.
     needs: tuple[str, ...] = ()
+    # The drugs (ValueSet ids) whose orders and administrations the service's rules read: history of
+    # other drugs is not validated (see knowledge/relevance.py).
+    drugs: tuple[str, ...] = ("myeloma-therapy",)
 
     def discovery_entry(self, extension: Mapping[str, Any] | None = None) -> dict[str, Any]:
         return prune({

@@ -96,26 +96,25 @@ def read_json_body(data: bytes, content_type: str | None) -> Any:
     except (ValueError, RecursionError):
         # json's own message quotes the body: say where it broke, never what it contained.
         raise bad_request("The request body is not valid JSON") from None
-    if json_depth(body) > MAX_JSON_DEPTH:
+    if json_depth(body, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
         raise CdsError(413, f"The request body is nested deeper than {MAX_JSON_DEPTH} levels",
                        code="too-costly")
     return body
 
 
-def json_depth(value: Any) -> int:
-    """How deeply arrays and objects nest in a parsed JSON value (iterative: no recursion on input)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        deepest = max(deepest, depth)
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return deepest
+def json_depth(value: Any, limit: int | None = None) -> int:
+    """How deeply arrays and objects nest in a parsed JSON value, level by level (no recursion on input);
+    stops counting once past `limit`. Bodies are json.loads output: plain dicts and lists only."""
+    level = [value] if type(value) in (dict, list) else []
+    depth = 0
+    while level and (limit is None or depth <= limit):
+        depth += 1
+        below: list[Any] = []
+        for item in level:
+            children = item.values() if type(item) is dict else item
+            below.extend([c for c in children if type(c) in (dict, list)])
+        level = below
+    return depth
 
 
 def _require(body: Mapping[str, Any], name: str, kind: type, where: str = "") -> Any:

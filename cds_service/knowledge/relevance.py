@@ -1,40 +1,56 @@
 """Which raw FHIR resources the rules can use, decided before validation (validation is the costly part).
 
-Medication requests, administrations and statements matter when their drug is an anti-myeloma drug (the
-regimen drugs and the prior lines of therapy) or when it is given by reference (the referenced Medication
-decides, later); Observations when their code is one the rules read (ECOG, response, pregnancy and
-breastfeeding status, body surface area and weight). Every other part is kept whole: conditions,
-procedures, enrolments and care plans are few and all of them may matter.
+Medication requests, administrations and statements matter when their drug is one the service reads
+(the order hooks: the regimen drugs; patient-view: every anti-myeloma drug, for the lines of therapy)
+or when it is given by reference (the referenced Medication decides, later); Observations when their
+code is one the rules read (ECOG, response, pregnancy and breastfeeding status, body surface area and
+weight). Every other part is kept whole: conditions, procedures, enrolments and care plans are few and
+all of them may matter.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 from cds_service.knowledge.model import Knowledge
+from cds_service.knowledge.terminology import CodeSet
 
 MEDICATION_PARTS = ("medicationRequests", "medicationAdministrations", "medicationStatements")
 OBSERVATION_SETS = ("ecog", "response-observation", "pregnancy-status", "breastfeeding-status",
                     "body-surface-area", "body-weight")
 
 
-def relevance(knowledge: Knowledge) -> Callable[[str, dict[str, Any]], bool]:
-    """The `keep(part, raw)` predicate for record assembly."""
-    therapy = knowledge.codes("myeloma-therapy")
-    observations = [knowledge.codes(key) for key in OBSERVATION_SETS]
+def relevance(knowledge: Knowledge, drugs: tuple[str, ...] = ("myeloma-therapy",)
+              ) -> Callable[[str, dict[str, Any]], bool]:
+    """The `keep(part, raw)` predicate for record assembly; `drugs`: ValueSet ids of the drugs read."""
+    drug_set = CodeSet.union("drugs", (knowledge.codes(key) for key in drugs))
+    observation_set = CodeSet.union("observations", (knowledge.codes(key) for key in OBSERVATION_SETS))
+
+    @functools.lru_cache(maxsize=4096)
+    def drug_named(text: str | None, codings: tuple[tuple[Any, Any, Any], ...]) -> bool:
+        # A medication list repeats the same few drugs: each is matched once.
+        concept = {"text": text, "coding": [{"system": s, "code": c, "display": d} for s, c, d in codings]}
+        return drug_set.match_concept(concept) is not None
 
     def keep(part: str, raw: dict[str, Any]) -> bool:
         if part in MEDICATION_PARTS:
             if "medicationReference" in raw:
                 return True
             concept = raw.get("medicationCodeableConcept")
-            return isinstance(concept, dict) and therapy.match_concept(concept) is not None
+            if not isinstance(concept, dict):
+                return False
+            codings = tuple((c.get("system"), c.get("code"), c.get("display"))
+                            for c in concept.get("coding") or [] if isinstance(c, dict))
+            text = concept.get("text")
+            try:
+                return drug_named(text if isinstance(text, str) else None, codings)
+            except TypeError:  # an unhashable value where a string belongs
+                return drug_set.match_concept(concept) is not None
         if part == "observations":
             concept = raw.get("code")
-            return isinstance(concept, dict) and any(s.match_codings(concept.get("coding") or []) or
-                                                     s.match_text(concept.get("text"))
-                                                     for s in observations)
+            return isinstance(concept, dict) and observation_set.match_concept(concept) is not None
         return True
 
     return keep

@@ -60,7 +60,7 @@ class CodeSet:
 
     def has_code(self, system: str | None, code: str | None) -> bool:
         """Whether a coding is in the set (system aliases, ICD dots and padding are normalised)."""
-        if not system or not code:
+        if not isinstance(system, str) or not isinstance(code, str) or not system or not code:
             return False
         system = self._systems.get(system.strip().rstrip("/"), system.strip().rstrip("/"))
         code = normalise_code(system, code)
@@ -87,7 +87,7 @@ class CodeSet:
         if self._names_re is None:
             return None
         for text in texts:
-            if text:
+            if isinstance(text, str) and text:
                 found = self._names_re.search(text)
                 if found:
                     return Match("text", text=found.group(0))
@@ -103,10 +103,29 @@ class CodeSet:
 
     def ordinal(self, system: str | None, code: str | None) -> float | None:
         """The ordinalValue of a coded answer (e.g. the ECOG score of a LOINC answer), if any."""
-        if not system or not code:
+        if not isinstance(system, str) or not isinstance(code, str) or not system or not code:
             return None
         system = self._systems.get(system.strip().rstrip("/"), system.strip().rstrip("/"))
         return self.ordinals.get((system, normalise_code(system, code)))
+
+    @classmethod
+    def union(cls, key: str, sets: Iterable[CodeSet]) -> CodeSet:
+        """One set matching what any of `sets` matches (one lookup instead of one per set).
+
+        Only for sets without excludes: an exclude of one set must not hide the codes of another.
+        """
+        sets = list(sets)
+        if any(s.excluded_prefixes for s in sets):
+            raise ValueError(f"cannot merge value sets with excludes into {key}")
+        combined = cls(key=key, url="", title=" or ".join(s.title for s in sets))
+        for part in sets:
+            combined.codes |= part.codes
+            combined.prefixes |= part.prefixes
+            combined.patterns += part.patterns
+            combined.names |= part.names
+            combined.ordinals.update(part.ordinals)
+        combined.finish(sets[0]._systems if sets else {})
+        return combined
 
     def finish(self, systems: Mapping[str, str]) -> None:
         self._systems = systems

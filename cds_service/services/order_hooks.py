@@ -11,6 +11,8 @@ from cds_service.rules.dexamethasone import evaluate_orders
 from cds_service.services.base import ServiceCall
 
 _PARTS = ("patient", "medicationRequests", "medicationAdministrations", "researchSubjects", "carePlans")
+# The history the rules read: the drugs that tell the regimen and cycle 1 day 1 (not past dexamethasone).
+_DRUGS = ("isatuximab", "pomalidomide", "carfilzomib")
 
 _DESCRIPTION = (
     "Checks dexamethasone orders of patients on trial NCT06561854 (relapsed/refractory myeloma, "
@@ -45,6 +47,7 @@ ORDER_SELECT = ServiceDefinition(
     prefetch=templates(*_PARTS),
     evaluate=evaluate,
     needs=_PARTS,
+    drugs=_DRUGS,
 )
 
 ORDER_SIGN = ServiceDefinition(
@@ -55,4 +58,5 @@ ORDER_SIGN = ServiceDefinition(
     prefetch=templates(*_PARTS),
     evaluate=evaluate,
     needs=_PARTS,
+    drugs=_DRUGS,
 )

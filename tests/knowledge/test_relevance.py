@@ -25,3 +25,16 @@ RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 ])
 def test_selection_on_the_raw_json(knowledge, part, raw, kept):
     assert relevance(knowledge)(part, raw) is kept
+
+
+def test_order_hooks_do_not_validate_past_dexamethasone(knowledge):
+    order_keep = relevance(knowledge, ("isatuximab", "pomalidomide", "carfilzomib"))
+    past_dex = {"medicationCodeableConcept": {"text": "dexamethasone 40 mg"}}
+    assert not order_keep("medicationAdministrations", past_dex)
+    assert relevance(knowledge)("medicationAdministrations", past_dex)  # patient-view: a line of therapy
+    assert order_keep("medicationAdministrations", {"medicationCodeableConcept": {"text": "Kyprolis"}})
+
+
+def test_unhashable_values_do_not_break_the_selection(knowledge):
+    odd = {"medicationCodeableConcept": {"text": ["isatuximab"], "coding": [{"system": {}, "code": []}]}}
+    assert relevance(knowledge)("medicationRequests", odd) is False
