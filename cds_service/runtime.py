@@ -22,7 +22,7 @@ from cds_service.hooks.registry import Registry
 from cds_service.hooks.request import count_resources, parse_hook_request
 from cds_service.hooks.response import cds_response
 from cds_service.knowledge.model import Knowledge, shared_knowledge
-from cds_service.knowledge.relevance import relevance
+from cds_service.knowledge.relevance import narrowed, relevance
 from cds_service.logs import log_event
 from cds_service.security.caller import ANONYMOUS, Caller
 from cds_service.security.pseudonym import pseudonymizer
@@ -62,6 +62,8 @@ class Runtime:
             self.knowledge = shared_knowledge(self.config.plan_definitions, self.config.local_valuesets)
         if self.fhir is None:
             self.fhir = FhirGateway(self.config)
+        # Searches restricted to what the rules read (discovery shows the same templates).
+        self.registry = self.registry.with_prefetch(narrowed(self.knowledge))
         # Per service: the raw resources worth validating; validated content is remembered across calls.
         self.keep = {service.id: relevance(self.knowledge, service.drugs) for service in self.registry}
         self.parse_cache = ParseCache(self.config.parse_cache_size)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urljoin
 
@@ -108,14 +108,16 @@ def prefetch_gap(value: Any) -> str | None:
     return None
 
 
-def assemble_record(request: HookRequest, needs: Iterable[str], *, wants: Iterable[str] | None = None,
+def assemble_record(request: HookRequest, needs: Iterable[str], *,
+                    wants: Iterable[str] | Mapping[str, str] | None = None,
                     fhir: FhirGateway | None = None, keep: Keep | None = None,
                     deadline: Deadline | None = None, parse: Parse = parse_resource) -> PatientRecord:
     """The record of one call (see the module docstring); 403 for a disallowed fhirServer, 412 for a gap.
 
     `needs`: parts without which the call is a 412. `wants`: parts read from the server when not
-    prefetched (the service's prefetch keys; default: `needs`); other parts are not read, and are
-    named in `record.missing` so that no rule takes their absence for "none". `fhir`: the process's
+    prefetched (the service's prefetch, whose templates are the searches made; default: `needs`);
+    other parts are not read, and are named in `record.missing` so that no rule takes their absence
+    for "none". `fhir`: the process's
     gateway; without one nothing is read. `keep`: a predicate on raw resources of a part (default:
     keep all). `deadline`: defaults to CDS_CALL_DEADLINE_MS from now. `parse`: how a raw resource is
     validated (the runtime passes its ParseCache's, so a history sent again is not validated again).
@@ -153,7 +155,9 @@ def assemble_record(request: HookRequest, needs: Iterable[str], *, wants: Iterab
             record.missing[part] = f"{gap}, and the request has no fhirServer to read it from"
             kinds[part] = "absent"
         else:
-            reads.append(Read(part, server_queries(part, request.patient_id), search=part != "patient"))
+            template = wants.get(part) if isinstance(wants, Mapping) else None
+            reads.append(Read(part, server_queries(part, request.patient_id, template),
+                              search=part != "patient"))
 
     if target is not None and fhir is not None and deadline is not None:
         attempted: set[str] = set()

@@ -15,7 +15,7 @@ it (400) is asked again without it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from urllib.parse import quote
 
 PATIENT_TOKEN = "{{context.patientId}}"  # noqa: S105 - a prefetch token, not a secret
@@ -56,9 +56,19 @@ def render(template: str, patient_id: str) -> str:
     return template.replace(PATIENT_TOKEN, quote(patient_id, safe=""))
 
 
-def server_queries(part: str, patient_id: str) -> tuple[str, ...]:
-    """The relative requests the service itself makes for a part: preferred first, then plain fallbacks."""
-    query = render(TEMPLATES[part][1], patient_id)
+def with_codes(template: str, codings: Iterable[tuple[str, str]]) -> str:
+    """A search template restricted to some codes (`code=system|code,…`: token equality, in the subset)."""
+    tokens = ",".join(f"{system}|{code}" for system, code in sorted(set(codings)))
+    return f"{template}&code={tokens}" if tokens else template
+
+
+def server_queries(part: str, patient_id: str, template: str | None = None) -> tuple[str, ...]:
+    """The relative requests the service itself makes for a part: preferred first, then plain fallbacks.
+
+    `template`: the service's own prefetch template for the part (it may restrict codes); default the
+    part's plain template.
+    """
+    query = render(template or TEMPLATES[part][1], patient_id)
     if "?" not in query:
         return (query,)
     sized = f"{query}&_count={SERVER_PAGE_SIZE}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from cds_service.errors import CdsError
@@ -62,6 +62,11 @@ class Registry:
 
     def __iter__(self):
         return iter(self._services.values())
+
+    def with_prefetch(self, rewrite: Callable[[str, str], str]) -> Registry:
+        """The same services with each prefetch template passed through `rewrite(part, template)`."""
+        return Registry(replace(s, prefetch={part: rewrite(part, t) for part, t in s.prefetch.items()})
+                        for s in self._services.values())
 
     def discovery(self, extension: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The body of GET /cds-services; `extension` is added to every service entry."""

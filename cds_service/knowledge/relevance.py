@@ -14,12 +14,29 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from cds_service.fhir.prefetch import with_codes
 from cds_service.knowledge.model import Knowledge
 from cds_service.knowledge.terminology import CodeSet
 
 MEDICATION_PARTS = ("medicationRequests", "medicationAdministrations", "medicationStatements")
 OBSERVATION_SETS = ("ecog", "response-observation", "pregnancy-status", "breastfeeding-status",
                     "body-surface-area", "body-weight")
+
+
+def narrowed(knowledge: Knowledge) -> Callable[[str, str], str]:
+    """Prefetch templates restricted to what the rules read: Observations by the codes of the observation
+    value sets (a myeloma patient has thousands of laboratory results; none of them is read).
+
+    Codes that carry an ordinalValue are answers (the ECOG scores), not Observation codes: left out.
+    """
+    codings = {(system, code) for key in OBSERVATION_SETS
+               for (system, code) in knowledge.codes(key).codes
+               if (system, code) not in knowledge.codes(key).ordinals}
+
+    def rewrite(part: str, template: str) -> str:
+        return with_codes(template, codings) if part == "observations" else template
+
+    return rewrite
 
 
 def relevance(knowledge: Knowledge, drugs: tuple[str, ...] = ("myeloma-therapy",)

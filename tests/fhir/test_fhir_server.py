@@ -167,3 +167,23 @@ def test_through_gunicorn_without_prefetch(ehr):
     assert calls and calls[0]["fhirRequests"] > len(TEMPLATES)
     text = "".join(log)
     assert SERVER_TOKEN not in text and TRIAL_PATIENT not in text
+
+
+def test_observations_are_searched_by_the_codes_the_rules_read(ehr, runtime):
+    """A laboratory history is not read: the patient-view template asks the server for the rules' codes only."""
+    headers = {"Authorization": f"Bearer {SERVER_TOKEN}", "Content-Type": "application/fhir+json"}
+    patient = {"resourceType": "Patient", "id": "labs-4", "birthDate": "1960-01-01"}
+    glucose = {"resourceType": "Observation", "id": "glucose-4", "status": "final",
+               "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]},
+               "subject": {"reference": "Patient/labs-4"}, "valueQuantity": {"value": 5.4, "unit": "mmol/L"}}
+    ecog = {"resourceType": "Observation", "id": "ecog-4", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "89247-1"}]},
+            "subject": {"reference": "Patient/labs-4"}, "valueInteger": 1}
+    for resource in (patient, glucose, ecog):
+        assert requests.put(f"{ehr}/{resource['resourceType']}/{resource['id']}", json=resource, headers=headers,
+                            timeout=30).status_code in (200, 201)
+    service = runtime.registry.get("dex-free-patient-view")
+    body = hook_body("patient-view", "labs-4", ehr)
+    record = assemble_record(parse_hook_request(body, "patient-view", service.id), ("patient",),
+                             wants=service.prefetch, fhir=runtime.fhir)
+    assert [o.id for o in record.observations] == ["ecog-4"]

@@ -38,3 +38,25 @@ def test_order_hooks_do_not_validate_past_dexamethasone(knowledge):
 def test_unhashable_values_do_not_break_the_selection(knowledge):
     odd = {"medicationCodeableConcept": {"text": ["isatuximab"], "coding": [{"system": {}, "code": []}]}}
     assert relevance(knowledge)("medicationRequests", odd) is False
+
+
+def test_observation_searches_ask_only_for_the_codes_the_rules_read(client):
+    services = {s["id"]: s for s in client.get("/cds-services").get_json()["services"]}
+    template = services["dex-free-patient-view"]["prefetch"]["observations"]
+    query, _, codes = template.partition("&code=")
+    assert query == "Observation?patient={{context.patientId}}"
+    tokens = set(codes.split(","))
+    assert {"http://loinc.org|89247-1", "http://loinc.org|63895-7", "http://loinc.org|97509-4"} <= tokens
+    assert not any("LA96" in t for t in tokens)  # ECOG answers are not Observation codes
+    # The other parts are unchanged.
+    assert services["dex-free-patient-view"]["prefetch"]["conditions"] == "Condition?patient={{context.patientId}}"
+
+
+def test_the_service_reads_observations_with_the_same_filter(knowledge):
+    from cds_service.fhir.prefetch import server_queries
+    from cds_service.knowledge.relevance import narrowed
+
+    template = narrowed(knowledge)("observations", "Observation?patient={{context.patientId}}")
+    queries = server_queries("observations", "p 1", template)
+    assert queries[0].startswith("Observation?patient=p%201&code=http://loinc.org|")
+    assert "_count=" in queries[0]
