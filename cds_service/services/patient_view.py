@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from cds_service.cards.eligibility import eligibility_cards
 from cds_service.fhir.prefetch import TEMPLATES, templates
 from cds_service.hooks.registry import ServiceDefinition
+from cds_service.rules.enrolment import enrolment
 from cds_service.services.base import ServiceCall
 
 _PARTS = tuple(TEMPLATES)
 
 
 def evaluate(call: ServiceCall) -> list[dict[str, Any]]:
-    """The trial-status or eligibility card (added by the dexamethasone and eligibility issues)."""
-    return []
+    """The trial-status card for a patient on study treatment; the eligibility card for the others."""
+    enrolled = enrolment(call.record, call.knowledge, ZoneInfo(call.config.timezone))
+    if enrolled is not None and enrolled.phase == "on-treatment":
+        return []  # the trial-status card (added with the dexamethasone rules)
+    return eligibility_cards(call, enrolled)
 
 
 PATIENT_VIEW = ServiceDefinition(
