@@ -12,6 +12,7 @@ from cds_service.config import REPO_ROOT, Config
 from cds_service.errors import ConfigError
 from cds_service.knowledge.model import load_knowledge
 from cds_service.knowledge.publish import publish
+from cds_service.screen import run as screen_command
 
 GUNICORN_CONF = REPO_ROOT / "deploy" / "gunicorn.conf.py"
 
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   "Bundle and a FHIR NPM package")
     publish.add_argument("--out", default="build/fhir", help="output folder (default: build/fhir)")
     publish.set_defaults(handler=_publish)
+    screen_command.add_parser(commands)
     return parser
 
 
