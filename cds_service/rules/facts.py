@@ -14,7 +14,7 @@ import calendar
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -68,7 +68,9 @@ class Options:
         return cls(ecog_window_days=config.ecog_window_days, zone=ZoneInfo(config.timezone))
 
 
+@lru_cache(maxsize=1)
 def default_options() -> Options:
+    """The options of the default configuration (tests and callers without a configuration)."""
     return Options.from_config(Config())
 
 

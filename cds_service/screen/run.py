@@ -138,7 +138,8 @@ def _index(files: list[Path], knowledge: Knowledge, store: PatientStore, summary
             summary.no_patient += 1
         else:
             summary.kept += 1
-            store.add(patient, json.dumps(project(raw)))
+            # An NDJSON line is stored as read (cheaper than encoding it again); cut down when read back.
+            store.add(patient, item.line.decode() if item.line else json.dumps(project(raw)))
 
 
 _INTERNER = Interner()
@@ -187,7 +188,7 @@ def _record(patient: str, bodies: list[str], knowledge: Knowledge, shared: _Shar
             summary: Summary) -> PatientRecord | None:
     """One patient's record (R4B, as the service builds it), or None without multiple myeloma."""
     record = PatientRecord(patient_id=patient)
-    raws = [json.loads(body) for body in bodies]
+    raws = [project(json.loads(body)) for body in bodies]
     for raw in raws:
         if raw["resourceType"] == "Condition":
             _file(record, raw, summary)

@@ -24,6 +24,7 @@ class Item:
     raw: dict[str, Any]
     full_url: str | None = None
     aliases: dict[str, str] = field(default_factory=dict)
+    line: bytes | None = None  # the NDJSON line it was decoded from
 
 
 def _kind(path: Path) -> str | None:
@@ -100,9 +101,10 @@ def read_ndjson(path: Path, hooks: Hooks) -> Iterator[Item]:
     try:
         with stream:
             for number, line in enumerate(stream, start=1):
-                now = raw.tell()
-                hooks.progress(now - position)
-                position = now
+                if number % 256 == 0:  # the position costs a system call: ask now and then
+                    now = raw.tell()
+                    hooks.progress(now - position)
+                    position = now
                 if not line.strip():
                     continue
                 if accept is not None and not accept(line):
@@ -121,9 +123,10 @@ def read_ndjson(path: Path, hooks: Hooks) -> Iterator[Item]:
                     kind = resource["resourceType"]
                     accept = hooks.line_filter(kind)
                 first = False
-                yield Item(resource)
+                yield Item(resource, line=line)
     except (OSError, EOFError) as exc:
         raise InputError(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+    hooks.progress(path.stat().st_size - position)
     if first:
         raise InputError(f"{path}: no FHIR resource in this file")
 
