@@ -349,9 +349,11 @@ def regimen_drugs(facts: Facts) -> dict[str, frozenset[str]]:
 
 def ruled_out(facts: Facts) -> dict[str, tuple[Exposure, ...]]:
     """Each regimen → the prior exposures that rule it out (empty: still possible) (I3/E3)."""
-    history = therapy_history(facts)
-    return {key: tuple(e for drug in sorted(drugs) for e in history.exposed_to(facts.knowledge, drug))
-            for key, drugs in regimen_drugs(facts).items()}
+    def build() -> dict[str, tuple[Exposure, ...]]:
+        history = therapy_history(facts)
+        return {key: tuple(e for drug in sorted(drugs) for e in history.exposed_to(facts.knowledge, drug))
+                for key, drugs in regimen_drugs(facts).items()}
+    return facts.memo("ruled-out", build)
 
 
 def possible_regimens(facts: Facts) -> tuple[str, ...]:
