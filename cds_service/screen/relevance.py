@@ -187,9 +187,28 @@ def line_filter(kind: str, knowledge: Knowledge) -> Callable[[bytes], bool] | No
     return accept
 
 
+def _dosage(dosage: Any) -> Any:
+    """A Dosage cut down to what the criteria read: its route and the bounds of its timing."""
+    if not isinstance(dosage, dict):
+        return dosage
+    kept: dict[str, Any] = {key: dosage[key] for key in ("route",) if key in dosage}
+    timing = dosage.get("timing")
+    repeat = timing.get("repeat") if isinstance(timing, dict) else None
+    if isinstance(repeat, dict) and "boundsPeriod" in repeat:
+        kept["timing"] = {"repeat": {"boundsPeriod": repeat["boundsPeriod"]}}
+    return kept
+
+
 def project(raw: dict[str, Any]) -> dict[str, Any]:
-    """The resource with only the elements the criteria read."""
+    """The resource with only the elements the criteria read (a Dosage: its route and timing bounds)."""
     wanted = ELEMENTS.get(raw.get("resourceType", ""))
     if wanted is None:
         return raw
-    return {key: value for key, value in raw.items() if key in wanted}
+    kept = {key: value for key, value in raw.items() if key in wanted}
+    for key in ("dosageInstruction", "dosage"):
+        value = kept.get(key)
+        if isinstance(value, list):
+            kept[key] = [_dosage(d) for d in value]
+        elif isinstance(value, dict):
+            kept[key] = _dosage(value)
+    return kept

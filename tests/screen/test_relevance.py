@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -85,3 +86,16 @@ def test_interned_parsing_gives_the_same_resources():
         assert interner.parse(raw) == parse_resource(raw)
     with pytest.raises(ValueError, match="does not validate"):
         interner.parse({**resources[0], "onsetDateTime": "yesterday"})
+
+
+def test_dosage_is_cut_to_route_and_timing_bounds():
+    shared = Path(__file__).resolve().parents[3] / "shared" / "fhir-examples"
+    for name in ("uscore-MedicationRequest-contained-oral-axid.json", "r4core-MedicationRequest-medrx0309.json",
+                 "epic-MedicationRequest-drospirenone-ethinyl-estradiol.json"):
+        raw = json.loads((shared / name).read_text())
+        cut = project(raw)
+        bounds = [d["timing"]["repeat"]["boundsPeriod"] for d in raw.get("dosageInstruction", [])
+                  if "boundsPeriod" in d.get("timing", {}).get("repeat", {})]
+        assert [d["timing"]["repeat"]["boundsPeriod"] for d in cut.get("dosageInstruction", [])
+                if "timing" in d] == bounds
+        assert parse_resource(cut).get_resource_type() == "MedicationRequest"
