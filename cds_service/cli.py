@@ -13,6 +13,7 @@ from cds_service.config import REPO_ROOT, Config
 from cds_service.errors import ConfigError
 from cds_service.knowledge.model import load_knowledge
 from cds_service.knowledge.publish import publish
+from cds_service.screen import run as screen_command
 from cds_service.security.jwt_auth import check_authentication
 
 GUNICORN_CONF = REPO_ROOT / "deploy" / "gunicorn.conf.py"
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "cap a transaction (Medplum: 50)")
     publish.set_defaults(handler=_publish)
     report.add_parser(commands)
+    screen_command.add_parser(commands)
     return parser
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Insert, Table, select, update
+from sqlalchemy import Connection, Insert, Table, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SALT_SETTING = "pseudonym_salt"
+# A fixed number naming the advisory lock taken by card and feedback writes (the migration's is another).
+_CARD_FEEDBACK_LOCK = 0x64657866726565
 # Feedback waits this long for this process's queued cards, so that it finds the card it answers.
 FLUSH_BEFORE_FEEDBACK_S = 2.0
 # At process exit (gunicorn worker stop, Ctrl-C), queued cards get this long to be written.
@@ -177,9 +179,20 @@ class AuditStore:
             return connection.execute(
                 select(schema.setting.c.value).where(schema.setting.c.name == SALT_SETTING)).scalar_one()
 
+    def _card_feedback_turn(self, connection: Connection) -> None:
+        """Cards and feedback are written one transaction after the other (PostgreSQL: an advisory lock).
+
+        Otherwise a card and its feedback, written at the same moment by two workers, would each miss the
+        other (read committed) and leave the feedback flagged unknown for good. SQLite serialises writers
+        itself.
+        """
+        if self.engine.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CARD_FEEDBACK_LOCK})
+
     def _insert_cards(self, rows: list[dict[str, Any]]) -> None:
         feedback = schema.feedback
         with self.transaction() as connection:
+            self._card_feedback_turn(connection)
             connection.execute(self._insert_ignoring(schema.card, "card_uuid"), rows)
             # Feedback can overtake its card (another replica's queue): it is no longer unknown.
             arrived = [row["card_uuid"] for row in rows]
@@ -189,6 +202,7 @@ class AuditStore:
     def _insert_feedback(self, rows: list[dict[str, Any]]) -> tuple[int, int]:
         stored = unknown = 0
         with self.transaction() as connection:
+            self._card_feedback_turn(connection)
             wanted = {row["card_uuid"] for row in rows}
             known = set(connection.execute(
                 select(schema.card.c.card_uuid).where(schema.card.c.card_uuid.in_(wanted))).scalars())

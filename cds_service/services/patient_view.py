@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cds_service.cards.dexamethasone import trial_status
+from cds_service.cards.eligibility import eligibility_cards
 from cds_service.fhir.prefetch import TEMPLATES, templates
 from cds_service.hooks.registry import ServiceDefinition
 from cds_service.rules.dexamethasone import situation
@@ -14,11 +15,11 @@ _PARTS = tuple(TEMPLATES)
 
 
 def evaluate(call: ServiceCall) -> list[dict[str, Any]]:
-    """The trial-status card for a patient on study treatment (eligibility screening: see its issue)."""
+    """The trial-status card for a patient on study treatment; the eligibility card for the others."""
     where = situation(call.record, call.knowledge, call.today, call.zone)
     if where is not None and where.enrolled.on_treatment:
         return [trial_status(where, call.knowledge, call.today)]
-    return []
+    return eligibility_cards(call, where.enrolled if where else None)
 
 
 PATIENT_VIEW = ServiceDefinition(
