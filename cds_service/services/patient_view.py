@@ -12,6 +12,11 @@ from cds_service.rules.dexamethasone import situation
 from cds_service.services.base import ServiceCall
 
 _PARTS = tuple(TEMPLATES)
+# Without these no card can be decided (who is on study, in which cycle, who has myeloma): 412. The other
+# parts (observations, procedures, statements) only inform some eligibility criteria, which then say
+# "unknown" and name the gap rather than the whole call failing.
+_NEEDS = ("patient", "conditions", "medicationRequests", "medicationAdministrations", "researchSubjects",
+          "carePlans")
 
 
 def evaluate(call: ServiceCall) -> list[dict[str, Any]]:
@@ -33,5 +38,5 @@ PATIENT_VIEW = ServiceDefinition(
     ),
     prefetch=templates(*_PARTS),
     evaluate=evaluate,
-    needs=_PARTS,
+    needs=_NEEDS,
 )

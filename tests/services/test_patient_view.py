@@ -56,3 +56,26 @@ def test_unknown_arm_is_said(client):
 @pytest.mark.parametrize("status", ["withdrawn", "off-study", "follow-up"])
 def test_no_status_card_after_the_study_ended_for_the_patient(client, status):
     assert view(client, call("patient-view", subjects=(research_subject(status=status),))) == []
+
+
+def test_observations_missing_degrade_to_unknown_criteria_not_a_412(client):
+    """A patient with myeloma, not on study; the EHR could not prefetch observations and sent no fhirServer."""
+    body = call("patient-view", subjects=(), studies=(), plans=())
+    body["prefetch"]["conditions"]["entry"] = [{"resource": {
+        "resourceType": "Condition", "id": "mm", "subject": {"reference": "Patient/pat-42"},
+        "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                       "code": "relapse"}]},
+        "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "C90.02"}]}}}]
+    del body["prefetch"]["observations"]
+    [card] = view(client, body)
+    criteria = {c["id"]: c for c in card["extension"]["dexfree"]["eligibility"]["criteria"]}
+    assert criteria["I5"]["status"] == "unknown" and "observations" in criteria["I5"]["reason"]
+    assert criteria["I2"]["status"] == "met"
+
+
+def test_conditions_missing_is_still_a_412(client):
+    body = call("patient-view")
+    del body["prefetch"]["conditions"]
+    response = client.post("/cds-services/dex-free-patient-view", data=json.dumps(body),
+                           content_type="application/json")
+    assert response.status_code == 412
