@@ -97,6 +97,10 @@ def _without(path: str):
     (lambda b: b.update(fhirAuthorization={"token_type": "Bearer"}), "fhirAuthorization.access_token"),
     (lambda b: b.update(fhirAuthorization={"access_token": "t", "token_type": "MAC"}),
      "fhirAuthorization.token_type"),
+    (lambda b: b.update(fhirAuthorization={"access_token": "abc\r\nX-Injected: 1", "token_type": "Bearer"}),
+     "fhirAuthorization.access_token"),
+    (lambda b: b.update(fhirAuthorization={"access_token": "two words", "token_type": "Bearer"}),
+     "fhirAuthorization.access_token"),
     (lambda b: b.update(prefetch=[]), "prefetch"),
     (lambda b: b["prefetch"].update(patient="Patient/1"), "prefetch.patient"),
 ])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -20,6 +21,7 @@ HOOK_CONTEXT: Mapping[str, Mapping[str, type]] = {
 OPTIONAL_CONTEXT: Mapping[str, type] = {"encounterId": str}
 
 JSON_CONTENT_TYPES = ("application/json", "application/fhir+json")
+_PRINTABLE_TOKEN = re.compile(r"[\x21-\x7e]+")
 # Real FHIR data nests a few dozen levels at most (Bundle, entry, resource, contained, extension, …).
 # Deeper input is refused before anything walks it recursively: parsing and repairing resources
 # would exhaust the stack of a worker (a 500) at a few hundred levels.
@@ -171,6 +173,11 @@ def parse_hook_request(body: Any, expected_hook: str, service_id: str) -> HookRe
         if fhir_server is None:
             raise bad_request("Field fhirServer is required when fhirAuthorization is sent", "fhirServer")
         token = _require(auth, "access_token", str, "fhirAuthorization.")
+        if not _PRINTABLE_TOKEN.fullmatch(token):
+            # It goes into an Authorization header: a space or a control character there is an injection
+            # or a broken client, never a token (RFC 6750 b64token has neither). The value is not echoed.
+            raise bad_request("fhirAuthorization.access_token holds spaces or control characters",
+                              "fhirAuthorization.access_token")
         token_type = _require(auth, "token_type", str, "fhirAuthorization.")
         if token_type.lower() != "bearer":
             raise bad_request("fhirAuthorization.token_type must be Bearer", "fhirAuthorization.token_type")
