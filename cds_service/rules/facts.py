@@ -178,28 +178,6 @@ def procedure_day(procedure: Any, zone: ZoneInfo) -> date | None:
     return None
 
 
-def medication_concepts(resource: Any, record: PatientRecord) -> list[Any]:
-    """The concepts naming what a medication resource gives: its code, or its Medication's code and
-    ingredients (contained, or reachable in the record)."""
-    concept = getattr(resource, "medicationCodeableConcept", None)
-    if concept is not None:
-        return [concept]
-    reference = getattr(resource, "medicationReference", None)
-    medication = record.resolve(reference.reference, within=resource) if reference else None
-    if medication is None:
-        return []
-    found = [medication.code] if getattr(medication, "code", None) else []
-    for ingredient in getattr(medication, "ingredient", None) or []:
-        if ingredient.itemCodeableConcept is not None:
-            found.append(ingredient.itemCodeableConcept)
-        elif ingredient.itemReference is not None:
-            item = record.resolve(ingredient.itemReference.reference, within=resource) or \
-                record.resolve(ingredient.itemReference.reference, within=medication)
-            if item is not None and getattr(item, "code", None) is not None:
-                found.append(item.code)
-    return found
-
-
 def routes(resource: Any) -> list[Any]:
     """The route concepts of a medication resource's dosage(s)."""
     dosage = getattr(resource, "dosage", None)

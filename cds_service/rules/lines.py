@@ -43,11 +43,11 @@ from cds_service.rules.facts import (
     Facts,
     concept_key,
     matcher,
-    medication_concepts,
     procedure_day,
     ref,
     routes,
 )
+from cds_service.rules.medication import medication_concepts
 
 # The drug value sets whose id is also the drug's name; other myeloma drugs are named by the project
 # CodeSystem's drug-names concept their text matched.

@@ -54,22 +54,36 @@ def medication_of(resource: Any, record: PatientRecord) -> Medication:
     return Medication(concept=display, resource=None, reference=ref.reference, unresolved=True)
 
 
+def medication_concepts(resource: Any, record: PatientRecord) -> list[Any]:
+    """The concepts naming what a medication resource gives: its code, or its Medication's code and
+    ingredients (contained, or reachable in the record)."""
+    concept = getattr(resource, "medicationCodeableConcept", None)
+    if concept is not None:
+        return [concept]
+    reference = getattr(resource, "medicationReference", None)
+    medication = record.resolve(reference.reference, within=resource) if reference else None
+    if medication is None:
+        return []
+    found = [medication.code] if getattr(medication, "code", None) else []
+    for ingredient in getattr(medication, "ingredient", None) or []:
+        if ingredient.itemCodeableConcept is not None:
+            found.append(ingredient.itemCodeableConcept)
+        elif ingredient.itemReference is not None:
+            item = record.resolve(ingredient.itemReference.reference, within=resource) or \
+                record.resolve(ingredient.itemReference.reference, within=medication)
+            if item is not None and getattr(item, "code", None) is not None:
+                found.append(item.code)
+    return found
+
+
 def match_drug(resource: Any, record: PatientRecord, codes: CodeSet) -> Match | None:
-    """How a resource's medication is recognised as a drug of `codes`: its code, an ingredient, or a name."""
-    medication = medication_of(resource, record)
-    if medication.concept is not None and not isinstance(medication.concept, dict):
-        found = codes.match_concept(medication.concept)
+    """How a resource's medication is recognised as a drug of `codes`: its code, an ingredient, or a name
+    (the display of an unresolvable reference, as a last resort)."""
+    for concept in medication_concepts(resource, record):
+        found = codes.match_concept(concept)
         if found:
             return found
-    if medication.resource is not None:
-        for ingredient in medication.resource.ingredient or []:
-            item = ingredient.itemCodeableConcept
-            if item is None and ingredient.itemReference is not None:
-                target = record.resolve(ingredient.itemReference.reference, within=medication.resource)
-                item = getattr(target, "code", None)
-            found = codes.match_concept(item) if item is not None else None
-            if found:
-                return found
+    medication = medication_of(resource, record)
     if isinstance(medication.concept, dict):
         return codes.match_text(medication.concept["text"])
     return None
