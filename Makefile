@@ -33,6 +33,7 @@ bench: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python bench/bench_fhir.py
 	$(BIN)/python bench/bench_hooks.py
 	$(BIN)/python bench/bench_audit.py
+	$(BIN)/python bench/bench_screen.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
