@@ -87,7 +87,7 @@ def configure_logging(level: str = "INFO", stream: Any = None) -> None:
     root.setLevel(level.upper())
     # Library chatter (connection pools, werkzeug's request lines with full URLs) adds nothing and
     # could carry query strings: keep only their warnings.
-    for noisy in ("urllib3", "werkzeug", "gunicorn.access"):
+    for noisy in ("urllib3", "werkzeug", "gunicorn.access", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
