@@ -31,6 +31,8 @@ logconfig_dict = {
     "loggers": {
         "gunicorn.error": {"handlers": ["stderr"], "level": _config.log_level.upper(), "propagate": False},
         "gunicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+        # Alembic announces its plugins at import, before the app configures its own logging.
+        "alembic": {"level": "WARNING"},
     },
 }
 # Bodies are bounded by CDS_MAX_BODY_BYTES in the app; header sizes by gunicorn's defaults.
