@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from cds_service.hooks.feedback import FeedbackEntry
+from cds_service.rules.enrolment import study_of
 from cds_service.security.caller import Caller
 from cds_service.security.pseudonym import pseudonym
 
@@ -57,19 +58,9 @@ def study_subject_id(record: PatientRecord, study: str) -> str | None:
 
 
 def _in_study(record: PatientRecord, subject: Any, study: str) -> bool:
-    """Does ResearchSubject.study point at `study`: by identifier, by the resource it references, by id?"""
-    reference = subject.study
-    if reference is None:
-        return False
-    wanted = study.strip().lower()
-    identifier = getattr(reference, "identifier", None)
-    if identifier is not None and (identifier.value or "").strip().lower() == wanted:
-        return True
-    target = record.resolve(reference.reference, subject)
-    if target is not None and target.get_resource_type() == "ResearchStudy":
-        return any((i.value or "").strip().lower() == wanted for i in target.identifier or [])
-    # Studies are often given their NCT number as resource id: ResearchStudy/NCT06561854.
-    return bool(reference.reference) and reference.reference.rstrip("/").rsplit("/", 1)[-1].lower() == wanted
+    """Does ResearchSubject.study name `study` (any identifier system, any case)?"""
+    values, _ = study_of(subject, record)
+    return study.strip().casefold() in {v.casefold() for v in values}
 
 
 def card_rows(service_id: str, request: HookRequest, record: PatientRecord,

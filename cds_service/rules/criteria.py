@@ -23,7 +23,7 @@ from datetime import date
 from typing import Any
 
 from cds_service.rules.dates import age_on
-from cds_service.rules.enrolment import ENDED, SCREENING
+from cds_service.rules.enrolment import ENDED, SCREENING, study_of
 from cds_service.rules.facts import (
     PROCEDURE_PLANNED,
     PROCEDURE_SETS,
@@ -607,15 +607,11 @@ def study_kind(study: Any) -> str | None:
 
 def _study_of(subject: Any, facts: Facts) -> tuple[str, Any, bool | None]:
     """(name, ResearchStudy or None, is this study?) of a ResearchSubject."""
-    reference = subject.study
-    identifier = getattr(reference, "identifier", None)
-    study = facts.record.resolve(reference.reference, within=subject) if reference.reference else None
-    values = [identifier.value] if identifier is not None and identifier.value else []
-    values += [i.value for i in (getattr(study, "identifier", None) or []) if i.value]
-    name = values[0].strip() if values else (reference.display or reference.reference or "a study")
+    values, study = study_of(subject, facts.record)
     if values:
-        return name, study, any(facts.knowledge.study.is_this_study(v) for v in values)
-    return name, study, None
+        return values[0], study, any(facts.knowledge.study.is_this_study(v) for v in values)
+    reference = subject.study
+    return (reference.display or reference.reference or "a study") if reference else "a study", study, None
 
 
 def e15_other_trial(facts: Facts) -> CriterionResult:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from datetime import date
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from fhir.resources.R4B.researchsubject import ResearchSubject
@@ -48,18 +50,37 @@ class Enrolment:
         return self.phase == "on-treatment"
 
 
+_NCT_ID = re.compile(r"NCT\d{8}", re.IGNORECASE)
+
+
+def study_of(subject: Any, record: PatientRecord) -> tuple[list[str], Any]:
+    """The identifier values naming a ResearchSubject's study, and the ResearchStudy when it is readable.
+
+    From the reference's logical identifier and the study resource (contained, prefetched or read); when
+    neither says, a reference whose id is an NCT number (`ResearchStudy/NCT06561854`, a common way to
+    name studies) counts as that number. No value: the study cannot be told.
+    """
+    reference = getattr(subject, "study", None)
+    if reference is None:
+        return [], None
+    identifier = getattr(reference, "identifier", None)
+    study = record.resolve(reference.reference, within=subject) if reference.reference else None
+    if study is not None and study.get_resource_type() != "ResearchStudy":
+        study = None
+    values = [identifier.value] if identifier is not None and identifier.value else []
+    values += [i.value for i in (getattr(study, "identifier", None) or []) if i.value]
+    if not values and reference.reference:
+        last = reference.reference.rstrip("/").rsplit("/", 1)[-1]
+        values = [last] if _NCT_ID.fullmatch(last) else []
+    return [v.strip() for v in values if v.strip()], study
+
+
 def _study_matches(subject: ResearchSubject, record: PatientRecord, knowledge: Knowledge) -> bool | None:
     """Whether a ResearchSubject is for our study: True, False, or None when its study cannot be read."""
-    reference = subject.study
-    if reference is None:
+    values, _ = study_of(subject, record)
+    if not values:
         return None
-    identifier = getattr(reference, "identifier", None)
-    if identifier is not None and identifier.value:
-        return knowledge.study.is_this_study(identifier.value)
-    study = record.resolve(reference.reference, within=subject)
-    if study is None:
-        return None
-    return any(knowledge.study.is_this_study(i.value) for i in study.identifier or [])
+    return any(knowledge.study.is_this_study(v) for v in values)
 
 
 def _arm(subject: ResearchSubject,

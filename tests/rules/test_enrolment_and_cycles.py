@@ -63,6 +63,12 @@ def test_logical_study_reference_by_identifier(knowledge):
     assert enrolment(record(subject), knowledge, PARIS).arm.key == "B"
 
 
+def test_a_study_named_by_its_nct_number_as_id_is_recognised_unread(knowledge):
+    found = enrolment(record(research_subject(study="ResearchStudy/nct06561854")), knowledge, PARIS)
+    assert found is not None and found.arm.key == "B"
+    assert enrolment(record(research_subject(study="ResearchStudy/NCT00000001")), knowledge, PARIS) is None
+
+
 def test_unreadable_study_is_not_taken_for_this_one(knowledge):
     assert enrolment(record(research_subject(study="ResearchStudy/elsewhere")), knowledge, PARIS) is None
 
