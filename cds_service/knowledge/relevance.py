@@ -3,8 +3,8 @@
 Medication requests, administrations and statements matter when their drug is one the service reads
 (the order hooks: the regimen drugs; patient-view: every anti-myeloma drug, for the lines of therapy)
 or when it is given by reference (the referenced Medication decides, later); Observations when their
-code is one the rules read (ECOG, response, pregnancy and breastfeeding status, body surface area and
-weight). Every other part is kept whole: conditions, procedures, enrolments and care plans are few and
+code is one the eligibility criteria read (rules/facts.py: ECOG, response, pregnancy and breastfeeding
+status). Every other part is kept whole: conditions, procedures, enrolments and care plans are few and
 all of them may matter.
 """
 
@@ -17,10 +17,9 @@ from typing import Any
 from cds_service.fhir.prefetch import with_codes
 from cds_service.knowledge.model import Knowledge
 from cds_service.knowledge.terminology import CodeSet
+from cds_service.rules.facts import MEDICATION_SET, OBSERVATION_SETS
 
 MEDICATION_PARTS = ("medicationRequests", "medicationAdministrations", "medicationStatements")
-OBSERVATION_SETS = ("ecog", "response-observation", "pregnancy-status", "breastfeeding-status",
-                    "body-surface-area", "body-weight")
 
 
 def narrowed(knowledge: Knowledge) -> Callable[[str, str], str]:
@@ -39,7 +38,7 @@ def narrowed(knowledge: Knowledge) -> Callable[[str, str], str]:
     return rewrite
 
 
-def relevance(knowledge: Knowledge, drugs: tuple[str, ...] = ("myeloma-therapy",)
+def relevance(knowledge: Knowledge, drugs: tuple[str, ...] = (MEDICATION_SET,)
               ) -> Callable[[str, dict[str, Any]], bool]:
     """The `keep(part, raw)` predicate for record assembly; `drugs`: ValueSet ids of the drugs read."""
     drug_set = CodeSet.union("drugs", (knowledge.codes(key) for key in drugs))
