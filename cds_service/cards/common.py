@@ -53,8 +53,3 @@ def markdown_table(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
 
 def override_reasons(knowledge: Knowledge) -> list[dict[str, Any]]:
     return [reason.as_json() for reason in knowledge.override_reasons]
-
-
-def evidence_refs(*groups: Iterable[str] | None) -> list[str]:
-    """Flatten reference lists, dropping blanks (evidence is always `Type/id`)."""
-    return [ref for group in groups if group for ref in group if ref]

@@ -16,7 +16,7 @@ from cds_service.cards.common import (
 from cds_service.hooks.response import action, card, suggestion
 from cds_service.knowledge.model import Knowledge
 from cds_service.knowledge.regimens import DoseOption
-from cds_service.rules.dexamethasone import DexFinding, Situation, last_dex_day
+from cds_service.rules.dexamethasone import DOSE_TOLERANCE_MG, DexFinding, Situation, last_dex_day
 
 
 def _d(day: date | None) -> str:
@@ -219,7 +219,7 @@ def dose_mismatch(finding: DexFinding, knowledge: Knowledge) -> dict[str, Any]:
         _arm_line(finding, knowledge),
         *_clock_lines(finding),
     ]
-    what = "dose" if abs((finding.facts.dose_mg or 0) - expected.value) > 0.5 else "days"
+    what = "dose" if abs((finding.facts.dose_mg or 0) - expected.value) > DOSE_TOLERANCE_MG else "days"
     return card(
         summary=f"Dexamethasone {what} differs from {regimen}: expected {expected.describe()} on days "
         f"{days}, ordered {ordered}",
