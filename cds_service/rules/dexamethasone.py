@@ -192,7 +192,7 @@ def evaluate_orders(
                 None,
                 facts=f,
                 evidence=(*f.evidence, *doubtful),
-                missing=("study of a ResearchSubject unreadable",),
+                missing=("the study of a trial enrolment could not be read",),
                 notes=(why,),
             )
             for f in _systemic_dex(orders, record, knowledge, today, zone)
@@ -224,7 +224,7 @@ def evaluate_orders(
                         ref,
                         enrolled,
                         clock=clock,
-                        missing=("medication of an order unreadable",),
+                        missing=("the ordered medication could not be read",),
                         notes=(f"the medication of {ref} could not be read",),
                         evidence=(ref, enrolled.reference),
                     )
