@@ -131,8 +131,9 @@ def i2_relapse(facts: Facts) -> CriterionResult:
                                         else "") for c in relapsing]
         return _result("I2", MET, f"multiple myeloma in relapse ({'; '.join(dict.fromkeys(how))})", evidence)
     if coded:
-        return _result("I2", UNKNOWN, f"coded in relapse ({_codes(coded)}) but its status says "
-                       f"{clinical_status(coded[0])} — {REVIEW}", _refs(coded))
+        status = clinical_status(coded[0]) or "ended (abatement recorded)"
+        return _result("I2", UNKNOWN, f"coded in relapse ({_codes(coded)}) but its status says {status} — "
+                       f"{REVIEW}", _refs(coded))
     return _result("I2", UNKNOWN, f"multiple myeloma recorded ({_codes(myeloma)}), no relapse documented — "
                    f"{REVIEW}", _refs(myeloma))
 
@@ -419,7 +420,12 @@ def _years_before(day: date, years: int) -> date:
 
 def e6_other_malignancy(facts: Facts) -> CriterionResult:
     """E6: another malignancy within 3 years (the value set leaves out the protocol's skin and in-situ
-    exceptions); a malignancy still active counts whatever its onset; no usable date → unknown."""
+    exceptions); a malignancy still active counts whatever its onset; no usable date → unknown.
+
+    Dated by the last time it was known present (facts.condition_day): its recorded end, else the latest date
+    on it — a condition without a clinical status or an end is not "old" because its onset is; one resolved
+    without an end date ended between its onset and the latest date on it. Exactly 3 years ago is within.
+    """
     gap = _missing(facts, "E6", "conditions")
     if gap:
         return gap
@@ -427,17 +433,19 @@ def e6_other_malignancy(facts: Facts) -> CriterionResult:
     cutoff = _years_before(facts.today, years)
     recent, undated, old = [], [], []
     for condition in facts.conditions("other-malignancy"):
-        bounds, what = condition_day(condition, facts.zone)
+        bounds, when = condition_day(condition, facts.zone, facts.record)
         label = concept_label(condition.code)
         if activity(condition) == "active":
-            since = f" ({what} {bounds[1].isoformat()})" if bounds else ""
+            since = f" ({when})" if bounds else ""
             recent.append((condition, f"{label} active{since}"))
-        elif bounds is None or bounds[0] < cutoff <= bounds[1]:
+        elif bounds is None:
             undated.append((condition, f"{label} without a precise date"))
         elif bounds[0] >= cutoff:
-            recent.append((condition, f"{label} {what} {bounds[1].isoformat()}"))
+            recent.append((condition, f"{label} {when}"))
+        elif bounds[1] < cutoff:
+            old.append((condition, f"{label} {when}"))
         else:
-            old.append((condition, f"{label} {what} {bounds[1].isoformat()}"))
+            undated.append((condition, f"{label} {when}: not known whether within {years} years"))
     listed = {id(c) for c in facts.conditions("other-malignancy")}
     for condition in facts.record.conditions:
         # An mCODE cancer condition coded outside ICD-10 (not myeloma): the record cannot date-check it.
@@ -464,11 +472,15 @@ def e6_other_malignancy(facts: Facts) -> CriterionResult:
 
 def e7_meningeal(facts: Facts) -> CriterionResult:
     """E7: known meningeal involvement. The codes are not myeloma-specific: with another malignancy
-    recorded, whose meninges they are needs review."""
+    recorded, whose meninges they are needs review; WHO ICD-10's brain-or-meninges codes always do."""
     gap = _missing(facts, "E7", "conditions")
     if gap:
         return gap
     found = facts.conditions("meningeal-involvement")
+    nervous = [c for c in facts.conditions("cns-secondary-neoplasm") if all(c is not f for f in found)]
+    if not found and nervous:
+        return _result("E7", UNKNOWN, f"secondary neoplasm of the brain or nervous system recorded "
+                       f"({_codes(nervous)}), not saying meninges — {REVIEW}", _refs(nervous))
     if not found:
         return _result("E7", MET, "no meningeal involvement recorded")
     if facts.conditions("other-malignancy") or all(unsure(c) for c in found):
@@ -477,25 +489,39 @@ def e7_meningeal(facts: Facts) -> CriterionResult:
     return _result("E7", NOT_MET, f"meningeal involvement recorded ({_codes(found)})", _refs(found))
 
 
-def _present(facts: Facts, criterion: str, keys: Sequence[str], absent: str) -> CriterionResult:
-    """Not met when a condition of one of the sets is recorded (any clinical status: a history counts)."""
+def _present(facts: Facts, criterion: str, keys: Sequence[str], absent: str,
+             review: Sequence[str] = ()) -> CriterionResult:
+    """Not met when a condition of one of the `keys` sets is recorded (any clinical status: a history counts);
+    one of the `review` sets only (a code too broad to decide) raises review."""
     gap = _missing(facts, criterion, "conditions")
     if gap:
         return gap
     found = [(key, c) for key in keys for c in facts.conditions(key)]
-    if not found:
+    broad = [(key, c) for key in review for c in facts.conditions(key) if all(c is not f for _, f in found)]
+    if not found and not broad:
         return _result(criterion, MET, absent)
-    names = "; ".join(f"{facts.knowledge.codes(key).title} ({concept_label(c.code)})" for key, c in found)
-    evidence = _refs(c for _, c in found)
-    if all(unsure(c) for _, c in found):
-        return _result(criterion, UNKNOWN, f"unconfirmed: {names} — {REVIEW}", evidence)
-    return _result(criterion, NOT_MET, f"recorded: {names}", evidence)
+
+    def named(pairs: Sequence[tuple[str, Any]]) -> str:
+        return "; ".join(f"{facts.knowledge.codes(key).title} ({concept_label(c.code)})" for key, c in pairs)
+
+    evidence = _refs(c for _, c in [*found, *broad])
+    if found and not all(unsure(c) for _, c in found):
+        return _result(criterion, NOT_MET, f"recorded: {named(found)}", _refs(c for _, c in found))
+    if found:
+        return _result(criterion, UNKNOWN, f"unconfirmed: {named([*found, *broad])} — {REVIEW}", evidence)
+    return _result(criterion, UNKNOWN, f"recorded: {named(broad)} — which one the protocol means {REVIEW}",
+                   evidence)
 
 
 def e8_plasma_cell_disorders(facts: Facts) -> CriterionResult:
-    """E8: plasma cell leukaemia, Waldenström, POEMS or amyloidosis recorded as conditions."""
+    """E8: plasma cell leukaemia, Waldenström, POEMS or amyloidosis recorded as conditions.
+
+    Only light chain (AL) amyloidosis decides; any other amyloidosis code (WHO ICD-10 has no AL code: E85.8
+    "other amyloidosis" holds it there) raises review, never "met".
+    """
     return _present(facts, "E8", ("plasma-cell-leukaemia", "waldenstrom", "poems", "amyloidosis"),
-                    "no plasma cell leukaemia, Waldenström, POEMS or amyloidosis recorded")
+                    "no plasma cell leukaemia, Waldenström, POEMS or amyloidosis recorded",
+                    review=("amyloidosis-type-not-stated",))
 
 
 def e9_concurrent_condition(facts: Facts) -> CriterionResult:
@@ -527,19 +553,24 @@ def e11_cardiac(facts: Facts) -> CriterionResult:
 
 
 def e12_hepatitis_b(facts: Facts) -> CriterionResult:
-    """E12: hepatitis B seropositive with a positive PCR — a chronic hepatitis B condition raises review."""
+    """E12: hepatitis B seropositive with a positive PCR — a hepatitis B condition (chronic, acute, carrier)
+    or a carrier of viral hepatitis not saying which virus raises review: the PCR is not coded."""
     gap = _missing(facts, "E12", "conditions")
     if gap:
         return gap
     found = facts.conditions("hepatitis-b")
     if found:
-        return _result("E12", UNKNOWN, f"chronic hepatitis B recorded ({_codes(found)}) — PCR {REVIEW}",
-                       _refs(found))
+        return _result("E12", UNKNOWN, f"hepatitis B recorded ({_codes(found)}) — PCR {REVIEW}", _refs(found))
+    carrier = facts.conditions("viral-hepatitis-carrier")
+    if carrier:
+        return _result("E12", UNKNOWN, f"carrier of viral hepatitis recorded ({_codes(carrier)}), virus not "
+                       f"stated — hepatitis B serology and PCR {REVIEW}", _refs(carrier))
     return _result("E12", MET, "no hepatitis B recorded")
 
 
 def e13_hiv_hepatitis_c(facts: Facts) -> CriterionResult:
-    """E13: HIV (any record) or hepatitis C (not resolved); resolved hepatitis C raises review."""
+    """E13: HIV (any record) or hepatitis C (not resolved); resolved hepatitis C, or a carrier of viral
+    hepatitis not saying which virus, raises review."""
     gap = _missing(facts, "E13", "conditions")
     if gap:
         return gap
@@ -551,6 +582,10 @@ def e13_hiv_hepatitis_c(facts: Facts) -> CriterionResult:
     if current or hcv:
         return _result("E13", UNKNOWN, f"{_codes(current or hcv)} recorded as unconfirmed or resolved — "
                        f"serology {REVIEW}", _refs(current or hcv))
+    carrier = facts.conditions("viral-hepatitis-carrier")
+    if carrier:
+        return _result("E13", UNKNOWN, f"carrier of viral hepatitis recorded ({_codes(carrier)}), virus not "
+                       f"stated — hepatitis C serology {REVIEW}", _refs(carrier))
     return _result("E13", MET, "no HIV or hepatitis C recorded")
 
 

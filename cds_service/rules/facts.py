@@ -38,8 +38,9 @@ PROCEDURE_PLANNED = frozenset({"preparation"})
 # one of them (cds_service/screen/relevance.py): a criterion that reads a new value set adds it here.
 CONDITION_SETS = (
     "multiple-myeloma", "multiple-myeloma-relapse", "other-malignancy", "meningeal-involvement",
-    "plasma-cell-leukaemia", "waldenstrom", "poems", "amyloidosis", "copd", "cardiac-disease", "hepatitis-b",
-    "hepatitis-c", "hiv", "lactation", "pregnancy", "hct-unspecified",
+    "cns-secondary-neoplasm", "plasma-cell-leukaemia", "waldenstrom", "poems", "amyloidosis",
+    "amyloidosis-type-not-stated", "copd", "cardiac-disease", "hepatitis-b", "hepatitis-c",
+    "viral-hepatitis-carrier", "hiv", "lactation", "pregnancy", "hct-unspecified",
 )
 OBSERVATION_SETS = ("ecog", "response-observation", "breastfeeding-status", "pregnancy-status")
 PROCEDURE_SETS = ("allogeneic-hct", "hct-unspecified")
@@ -126,13 +127,22 @@ def verification(condition: Any) -> str | None:
 
 
 def activity(condition: Any) -> str | None:
-    """"active", "inactive", or None when the condition says nothing (e.g. an encounter diagnosis)."""
+    """"active", "inactive", or None when the condition says nothing (e.g. an encounter diagnosis).
+
+    Without a clinical status, a recorded end (abatement) means inactive, as FHIR's invariant con-4 implies;
+    with neither, nothing is known: a missing status never counts as resolved.
+    """
     status = clinical_status(condition)
     if status in CLINICAL_ACTIVE:
         return "active"
-    if status in CLINICAL_INACTIVE:
+    if status in CLINICAL_INACTIVE or (status is None and _abated(condition)):
         return "inactive"
     return None
+
+
+def _abated(condition: Any) -> bool:
+    return any(getattr(condition, f"abatement{kind}", None) not in (None, False)
+               for kind in ("DateTime", "Period", "Age", "Range", "String", "Boolean"))
 
 
 def unsure(condition: Any) -> bool:
@@ -140,22 +150,75 @@ def unsure(condition: Any) -> bool:
     return verification(condition) in VERIFICATION_UNSURE
 
 
-def condition_day(condition: Any, zone: ZoneInfo) -> tuple[tuple[date, date] | None, str]:
-    """When a condition was last known present: abatement, else onset, else recorded date (and which)."""
-    period = getattr(condition, "abatementPeriod", None)
-    for value, what in ((getattr(condition, "abatementDateTime", None), "ended"),
-                        (period.end if period else None, "ended")):
-        bounds = date_bounds(value, zone)
-        if bounds:
-            return bounds, what
+ASSERTED_DATE = "http://hl7.org/fhir/StructureDefinition/condition-assertedDate"
+
+
+def shown(bounds: tuple[date, date]) -> str:
+    """A day, or the year or month a partial FHIR date names (as the card shows it)."""
+    low, high = bounds
+    if low == high:
+        return low.isoformat()
+    if (low.month, low.day, high.month, high.day) == (1, 1, 12, 31) and low.year == high.year:
+        return str(low.year)
+    if low.replace(day=1) == low and (low.year, low.month) == (high.year, high.month):
+        return f"{low.year:04d}-{low.month:02d}"
+    return f"{low.isoformat()}–{high.isoformat()}"
+
+
+Dated = tuple[tuple[date, date], str]
+
+
+def _dates_on(condition: Any, zone: ZoneInfo, record: PatientRecord | None) -> list[Dated]:
+    """Every date a condition carries, each with what it is: onset, recorded, encounter, asserted."""
     onset = getattr(condition, "onsetPeriod", None)
-    for value, what in ((getattr(condition, "onsetDateTime", None), "onset"),
-                        (onset.end if onset else None, "onset"), (onset.start if onset else None, "onset"),
-                        (getattr(condition, "recordedDate", None), "recorded")):
+    values: list[tuple[Any, str]] = [(getattr(condition, "onsetDateTime", None), "onset"),
+                                     (onset.start if onset else None, "onset"),
+                                     (onset.end if onset else None, "onset"),
+                                     (getattr(condition, "recordedDate", None), "recorded")]
+    encounter = getattr(condition, "encounter", None)
+    found = record.resolve(encounter.reference, condition) if record is not None and encounter else None
+    period = getattr(found, "period", None)
+    if period is not None:
+        values += [(period.start, "encounter"), (period.end, "encounter")]
+    values += [(ext.valueDateTime, "asserted") for ext in getattr(condition, "extension", None) or []
+               if ext.url == ASSERTED_DATE]
+    dated = [(date_bounds(value, zone), what) for value, what in values]
+    return [(bounds, what) for bounds, what in dated if bounds]
+
+
+def condition_day(condition: Any, zone: ZoneInfo,
+                  record: PatientRecord | None = None) -> tuple[tuple[date, date] | None, str]:
+    """The days a condition was last known present, and how that reads on a card ("ended 2026-01-28").
+
+    A recorded end (abatement) decides. Without one, the dates on the condition (onset, recorded date, the
+    encounter's date when the record holds the encounter, asserted date) decide: with no clinical status the
+    condition was present on the latest of them; resolved without an end, it ended between its onset and the
+    latest of them. The bounds are the first and last day that moment can be; None when nothing is dated.
+    """
+    period = getattr(condition, "abatementPeriod", None)
+    for value in (getattr(condition, "abatementDateTime", None), period.end if period else None,
+                  period.start if period else None):
         bounds = date_bounds(value, zone)
         if bounds:
-            return bounds, what
-    return None, ""
+            return bounds, f"ended {shown(bounds)}"
+    dates = _dates_on(condition, zone, record)
+    if not dates:
+        return None, ""
+    latest, latest_what = max(dates, key=lambda d: (d[0][1], d[0][0]))
+    listed = "; ".join(dict.fromkeys(f"{what} {shown(b)}" for b, what in dates))
+    if activity(condition) == "inactive":
+        # Ended at an unrecorded time: after its onset (if dated), by the latest date on it.
+        onsets = [b[0] for b, what in dates if what == "onset"]
+        return (min(onsets) if onsets else date.min, latest[1]), \
+            f"{clinical_status(condition) or 'ended'}, end not recorded ({listed})"
+    if activity(condition) is None:
+        others = "; ".join(dict.fromkeys(f"{what} {shown(b)}" for b, what in dates
+                                         if (b, what) != (latest, latest_what)))
+        also = f" ({others})" if others else ""
+        # Present on each of its dates: a partial latest date cannot make it older than a precise earlier one.
+        known = (max(b[0] for b, _ in dates), latest[1])
+        return known, f"{latest_what} {shown(latest)}, no clinical status or end{also}"
+    return latest, f"{latest_what} {shown(latest)}"
 
 
 def observation_day(observation: Any, zone: ZoneInfo) -> date | None:

@@ -165,7 +165,7 @@ CASES = [
     ("E6", "active, old onset", base(condition("C61", rid="pc", onset="2012-05-01")), "not-met", "C61 active"),
     ("E6", "no date", base(condition("C61", rid="pc", clinical="resolved")), "unknown", "without a precise date"),
     ("E6", "year straddling the cutoff", base(condition("C61", rid="pc", clinical="resolved", onset="2023")),
-     "unknown", "without a precise date"),
+     "unknown", "onset 2023): not known whether within 3 years"),
     ("E6", "year clearly old", base(condition("C61", rid="pc", clinical="resolved", onset="2019")), "met",
      "more than 3 years"),
     ("E6", "skin carcinoma is an exception", base(condition("C44.91", rid="skin", onset=day(100))), "met",
