@@ -298,7 +298,7 @@ def _dosage_schedule(timing: Any, start: date, zone: ZoneInfo, plan: _Schedule) 
     bounds = repeat.boundsPeriod
     start = (local_date(bounds.start, zone) if bounds is not None and bounds.start else None) or start
     end, how = _bounds_end(repeat, start, zone)
-    repeating = interval is not None or bool(repeat.dayOfWeek) or timing.code is not None
+    repeating = interval is not None or bool(repeat.dayOfWeek)
     if not repeating and (repeat.count == 1 or (end is not None and end <= start)):
         plan.days.append(start)  # a single dose: count 1, or bounds that start and end the same day
         plan.ends.append((start, "the dosage timing (one dose)"))
