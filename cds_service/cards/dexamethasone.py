@@ -59,7 +59,10 @@ def _order_line(finding: DexFinding) -> str:
         when = f"from {_d(facts.start)} (from {facts.start_how}) until {_d(facts.end)} (from {facts.end_how})"
     else:
         when = f"on {_d(facts.start)} (from {facts.start_how})"
-    return f"**Order:** {facts.label}{dose} ({facts.reference}), {when}; {facts.route_how}."
+    line = f"**Order:** {facts.label}{dose} ({facts.reference}), {when}; {facts.route_how}."
+    if facts.route_doubt:
+        line += f"\n\n**Route unclear:** {facts.route_doubt}; check the route with the prescriber."
+    return line
 
 
 def _cycles_with_dex(stop: int | None) -> str:
@@ -152,16 +155,21 @@ def after_cycle_2(finding: DexFinding, knowledge: Knowledge) -> dict[str, Any]:
 
 
 def _shortened(raw: dict[str, Any], start: date, last: date) -> dict[str, Any]:
-    """The draft order ending on `last`: timing bounded, count and duration dropped, no refills."""
+    """The draft order ending on `last`: timing bounded, later events, count and duration dropped, no refills
+    and no dispense quantity (the prescriber sets the quantity of the shorter course)."""
     order = copy.deepcopy(raw)
     for dosage in order.get("dosageInstruction") or []:
-        repeat = dosage.setdefault("timing", {}).setdefault("repeat", {})
+        timing = dosage.setdefault("timing", {})
+        if isinstance(timing.get("event"), list):
+            timing["event"] = [e for e in timing["event"] if str(e)[:10] <= last.isoformat()]
+        repeat = timing.setdefault("repeat", {})
         for key in ("boundsDuration", "boundsRange", "count", "countMax"):
             repeat.pop(key, None)
         repeat["boundsPeriod"] = {"start": start.isoformat(), "end": last.isoformat()}
     dispense = order.get("dispenseRequest")
     if isinstance(dispense, dict):
         dispense.pop("numberOfRepeatsAllowed", None)
+        dispense.pop("quantity", None)  # it may hold more doses than the shortened course
         days = (last - start).days + 1
         if "expectedSupplyDuration" in dispense:
             dispense["expectedSupplyDuration"] = {
@@ -171,6 +179,13 @@ def _shortened(raw: dict[str, Any], start: date, last: date) -> dict[str, Any]:
                 "code": "d",
             }
     return order
+
+
+def _starts(finding: DexFinding) -> str:
+    if finding.cycle is None:
+        c1d1 = finding.clock.c1d1 if finding.clock else None
+        return f"on {_d(finding.facts.start)}, before cycle 1 day 1 ({_d(c1d1)}),"
+    return f"in cycle {finding.cycle}, day {finding.cycle_day}"
 
 
 def extends_past_cycle_2(
@@ -185,7 +200,7 @@ def extends_past_cycle_2(
         _arm_line(finding, knowledge) + f" In arm B dexamethasone is given in "
         f"{_cycles_with_dex(finding.stop_cycle)} only.",
         *_clock_lines(finding),
-        f"**Cycle:** the order starts in cycle {finding.cycle}, day {finding.cycle_day} and {runs}; cycle "
+        f"**Cycle:** the order starts {_starts(finding)} and {runs}; cycle "
         f"{finding.stop_cycle} begins {_d(finding.stop_date)}, so the last day with dexamethasone is "
         f"{_d(last)}.",
     ]

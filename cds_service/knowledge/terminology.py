@@ -101,6 +101,18 @@ class CodeSet:
         return self.match_codings(codings) or self.match_text(
             _get(concept, "text"), *(_get(c, "display") for c in codings))
 
+    def canonical_system(self, system: str | None) -> str | None:
+        """A coding's system as the sets spell it (NamingSystem aliases resolved), None when absent."""
+        if not isinstance(system, str) or not system.strip():
+            return None
+        bare = system.strip().rstrip("/")
+        return self._systems.get(bare, bare)
+
+    @property
+    def code_systems(self) -> frozenset[str]:
+        """The code systems this set has codes, hierarchies or patterns in."""
+        return frozenset(s for s, _ in (*self.codes, *self.prefixes, *self.patterns))
+
     def ordinal(self, system: str | None, code: str | None) -> float | None:
         """The ordinalValue of a coded answer (e.g. the ECOG score of a LOINC answer), if any."""
         if not isinstance(system, str) or not isinstance(code, str) or not system or not code:
@@ -135,6 +147,47 @@ class CodeSet:
                                         re.IGNORECASE)
 
 
+@dataclass(frozen=True)
+class WordHit:
+    """One term found in a text: which set it belongs to, and the words as written."""
+
+    label: str
+    text: str
+    start: int
+    end: int
+
+
+class WordMatcher:
+    """The terms of several sets matched together, longest first, without splitting compound words.
+
+    A hyphen joins words here ("sous-cutanée", "intra-veineuse"), so a term never matches the tail or head
+    of a hyphenated compound; where terms of two sets overlap, the longest wins ("voie sous cutanée" is
+    subcutaneous, not "cutanée").
+    """
+
+    def __init__(self, sets: Mapping[str, CodeSet]) -> None:
+        self._label: dict[str, str] = {}
+        for label, code_set in sets.items():
+            for name in code_set.names:
+                self._label.setdefault(name.casefold(), label)
+        words = sorted(self._label, key=len, reverse=True)
+        alternatives = "|".join(re.escape(w) for w in words) or r"(?!x)x"
+        # A lookahead finds a term at every position, overlapping ones included; the longest are kept below.
+        self._re = re.compile(rf"(?=(?<![\w-])({alternatives})(?![\w-]))", re.IGNORECASE)
+
+    def find(self, text: str | None) -> list[WordHit]:
+        """Every term in the text, longest first where they overlap, in the order they occur."""
+        if not isinstance(text, str) or not text:
+            return []
+        found = [(m.start(1), m.end(1)) for m in self._re.finditer(text)]
+        kept: list[tuple[int, int]] = []
+        for start, end in sorted(found, key=lambda span: span[0] - span[1]):
+            if all(end <= s or start >= e for s, e in kept):
+                kept.append((start, end))
+        hits = [(self._label.get(text[s:e].casefold()), s, e) for s, e in sorted(kept)]
+        return [WordHit(label, text[s:e], s, e) for label, s, e in hits if label is not None]
+
+
 def _get(value: Any, key: str) -> Any:
     return value.get(key) if isinstance(value, dict) else getattr(value, key, None)
 
@@ -158,6 +211,7 @@ class Terminology:
     sets: Mapping[str, CodeSet]
     systems: Mapping[str, str]
     codesystem: Mapping[str, Any]
+    _matchers: dict[tuple[str, ...], WordMatcher] = field(default_factory=dict, compare=False, repr=False)
 
     def __getitem__(self, key: str) -> CodeSet:
         return self.sets[key]
@@ -171,6 +225,12 @@ class Terminology:
 
     def children(self, group: str) -> list[dict[str, Any]]:
         return list(self.concept(group).get("concept") or [])
+
+    def words(self, *keys: str) -> WordMatcher:
+        """One matcher over the names of several sets (e.g. the local and systemic route words)."""
+        if keys not in self._matchers:
+            self._matchers[keys] = WordMatcher({key: self.sets[key] for key in keys})
+        return self._matchers[keys]
 
 
 def _find_concept(concepts: list[dict[str, Any]], code: str) -> dict[str, Any] | None:

@@ -24,12 +24,17 @@ from cds_service.knowledge.regimens import DoseOption
 from cds_service.rules.cycles import CycleClock, cycle_clock
 from cds_service.rules.dates import age_on
 from cds_service.rules.enrolment import Enrolment, enrolment, unreadable_studies
-from cds_service.rules.medication import match_drug, medication_of
+from cds_service.rules.medication import identify_drug, medication_of
 from cds_service.rules.orders import OrderFacts, order_facts
 
 DEX = "dexamethasone"
 # Draft orders in these statuses are not being ordered (order-sign may re-fire on signed orders: they count).
 NOT_ORDERED = frozenset({"cancelled", "entered-in-error", "stopped", "completed"})
+
+
+def not_given(order: Any) -> bool:
+    """Modifier elements first: `doNotPerform` ("do not give") or a status that means it is not ordered."""
+    return order.doNotPerform is True or order.status in NOT_ORDERED
 # Doses within this many mg of the regimen's are the same dose (rounding in the EHR's conversions).
 DOSE_TOLERANCE_MG = 0.5
 
@@ -82,7 +87,7 @@ def candidate_orders(record: PatientRecord, selections: tuple[str, ...]) -> list
     orders = [
         o
         for o in record.draft_orders
-        if o.get_resource_type() == "MedicationRequest" and o.status not in NOT_ORDERED
+        if o.get_resource_type() == "MedicationRequest" and not not_given(o)
     ]
     if selections:
         chosen = [
@@ -149,9 +154,12 @@ def _infusion_day(clock: CycleClock, cycle: int, cycle_day: int) -> bool:
 
 
 def _dex_order(order: Any, record: PatientRecord, knowledge: Knowledge) -> tuple[bool, bool]:
-    """(is dexamethasone, the drug could not be told)."""
-    if match_drug(order, record, knowledge.codes(DEX)):
+    """(is dexamethasone, the drug could not be told); a drug code decides over names (`identify_drug`)."""
+    decision = identify_drug(order, record, knowledge.codes(DEX))
+    if decision.found:
         return True, False
+    if decision.other:
+        return False, False
     medication = medication_of(order, record)
     return False, medication.unresolved or not medication.known
 
@@ -282,7 +290,7 @@ def _order_findings(
             )
         ]
     if place is None:
-        return []  # before cycle 1 day 1: the study's arm rules do not apply yet
+        return _begun_before_c1d1(facts, clock, base, tuple(evidence))
     cycle, cycle_day = place
     stop, stop_date = _stop(clock)
     common = {
@@ -298,20 +306,45 @@ def _order_findings(
     gives = _gives(clock, cycle)
     if gives is False:
         return [DexFinding("dex-after-cycle-2", **common)]
-    findings = []
-    if gives and stop is not None:
-        end = facts.end or facts.start
-        end_place = clock.position(end)
-        if facts.open_ended or (end_place and _gives(clock, end_place[0]) is False):
-            findings.append(
-                DexFinding(
-                    "dex-extends-past-cycle-2",
-                    **common,
-                    end_cycle=end_place[0] if end_place and not facts.open_ended else None,
-                )
-            )
+    findings = _runs_past(facts, clock, common) if gives and stop is not None else []
     findings += _dose_findings(facts, clock, cycle, record, common)
     return findings
+
+
+def _runs_past(facts: OrderFacts, clock: CycleClock, common: dict[str, Any]) -> list[DexFinding]:
+    """Arm B: whether an order begun in a cycle with dexamethasone runs into the first cycle without."""
+    end_place = clock.position(facts.last_day)
+    if facts.open_ended or (end_place and _gives(clock, end_place[0]) is False):
+        end_cycle = end_place[0] if end_place and not facts.open_ended else None
+        return [DexFinding("dex-extends-past-cycle-2", **common, end_cycle=end_cycle)]
+    if facts.end_unknown:
+        return [
+            DexFinding(
+                "cannot-verify",
+                **{**common, "notes": ("it gives a number of doses without saying how often",)},
+                missing=("the order's last day is not stated",),
+            )
+        ]
+    return []
+
+
+def _begun_before_c1d1(
+    facts: OrderFacts, clock: CycleClock, base: dict[str, Any], evidence: tuple[str, ...]
+) -> list[DexFinding]:
+    """An order begun before cycle 1 day 1: only its part inside study treatment is checked.
+
+    The arm rules apply from cycle 1 day 1, so a course ending before it, or within the cycles that give
+    dexamethasone, gets no card (and no dose card: its dose was not chosen for the regimen); one running
+    into arm B's first cycle without dexamethasone (or with no end) gets `dex-extends-past-cycle-2`.
+    """
+    stop, stop_date = _stop(clock)
+    if stop is None or (not facts.open_ended and not facts.end_unknown and facts.last_day < clock.c1d1):
+        return []
+    common = {**base, "cycle": None, "cycle_day": None, "stop_cycle": stop, "stop_date": stop_date,
+              "notes": clock.doubts, "evidence": evidence}
+    if not facts.open_ended and not facts.end_unknown and clock.position(facts.last_day) is None:
+        return [DexFinding("cannot-verify", **common, missing=("regimen unknown",))]
+    return _runs_past(facts, clock, common)
 
 
 def _dose_findings(

@@ -286,7 +286,7 @@ def exposures(facts: Facts) -> list[Exposure]:
     """Every anti-myeloma exposure of the record (step 1 of the derivation)."""
     record = facts.record
     found = []
-    for order in record.medication_requests:
+    for order in (o for o in record.medication_requests if not o.doNotPerform):  # "do not give"
         if order.status in ORDER_STATUSES and order.intent not in ORDER_INTENTS_NOT_GIVEN:
             found.append(_exposure(order, facts))
     for given in record.medication_administrations:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cds_service.fhir.record import PatientRecord
-from cds_service.knowledge.terminology import CodeSet, Match
+from cds_service.knowledge.terminology import PREFIX_HIERARCHIES, CodeSet, Match
 
 
 @dataclass(frozen=True)
@@ -87,3 +87,51 @@ def match_drug(resource: Any, record: PatientRecord, codes: CodeSet) -> Match | 
     if isinstance(medication.concept, dict):
         return codes.match_text(medication.concept["text"])
     return None
+
+
+@dataclass(frozen=True)
+class DrugDecision:
+    """Whether a medication resource is a drug of a set, and what decided it (for the card and the tests)."""
+
+    found: Match | None
+    other: str | None = None  # the coding that says it is another drug, when one decided
+
+
+def _codings(concepts: list[Any]) -> list[Any]:
+    return [c for concept in concepts for c in (getattr(concept, "coding", None) or [])]
+
+
+def identify_drug(resource: Any, record: PatientRecord, codes: CodeSet) -> DrugDecision:
+    """Is this resource's medication a drug of `codes`? A drug code decides over names.
+
+    1. A coding in the set (the order's, its Medication's code or an ingredient's) → yes, by code.
+    2. A recognised drug coding — in a code system the set itself is built on (RxNorm, ATC, SNOMED CT; site
+       code systems added through CDS_LOCAL_VALUESETS too) — that is not in the set names another drug,
+       and decides "no" whatever the text says ("DXM" on a dextromethorphan order coded ATC R05DA09):
+       - unless that coding's own display names the drug (a product code the set does not list, e.g. an
+         RxNorm SBD "Decadron 4 MG Oral Tablet"): yes, by that display;
+       - an RxNorm or SNOMED CT coding without a display does not say which substance it is (those systems
+         have far more products than the set lists), so it does not decide and names are read. ATC does:
+         it has one code per substance and use, and the set holds dexamethasone's systemic one.
+    3. Only codings of systems unknown to the set (a local code system), or none: names decide (the text
+       and displays, or the display of an unresolvable reference).
+    """
+    concepts = medication_concepts(resource, record)
+    for concept in concepts:
+        found = codes.match_codings(getattr(concept, "coding", None) or [])
+        if found:
+            return DrugDecision(found)
+    systems = codes.code_systems
+    other = None
+    for coding in _codings(concepts):
+        system = codes.canonical_system(coding.system)
+        if system not in systems or not coding.code:
+            continue
+        named = codes.match_text(coding.display)
+        if named:
+            return DrugDecision(named)
+        if coding.display or system in PREFIX_HIERARCHIES:
+            other = other or f"coded {coding.display or coding.code} ({coding.code}, {system})"
+    if other:
+        return DrugDecision(None, other)
+    return DrugDecision(match_drug(resource, record, codes))

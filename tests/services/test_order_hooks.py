@@ -144,6 +144,31 @@ SCENARIOS = [
      ["dex-after-cycle-2", "dex-after-cycle-2"]),
     ("cancelled draft ignored", {"orders": (dex_order(status="cancelled"),)}, []),
     ("order before cycle 1: nothing", {"orders": (dex_order(date(2026, 8, 25)),)}, []),
+    ("course begun before cycle 1, ending in cycle 2: nothing",
+     {"orders": (dex_order(date(2026, 8, 25), days=50, frequency=(1, 1, "wk")),)}, []),
+    ("course begun before cycle 1, running into cycle 3", {"orders": (dex_order(date(2026, 8, 25), days=70,
+                                                                                frequency=(1, 1, "wk")),)},
+     ["dex-extends-past-cycle-2"]),
+    ("course begun before cycle 1, no end", {"orders": (dex_order(date(2026, 8, 25), days=None),)},
+     ["dex-extends-past-cycle-2"]),
+    ("arm A, course begun before cycle 1 with no end: nothing",
+     {"orders": (dex_order(date(2026, 8, 25), days=None),), "subjects": (research_subject(ARM_A),),
+      "plans": (care_plan("icaria-arm-a"),)}, []),
+    ("single dose (bounds start = end, no frequency) off the ICARIA days: dose card",
+     {"orders": (dex_order(day_of(1, 3), frequency=None),)}, ["dex-dose-mismatch"]),
+    ("single dose (count 1) off the ICARIA days: dose card",
+     {"orders": (dex_order(day_of(1, 3), days=None, frequency=None, authoredOn=day_of(1, 3).isoformat(),
+                           dosageInstruction=[{"route": {"text": "per os"}, "timing": {"repeat": {"count": 1}},
+                                               "doseAndRate": [{"doseQuantity": {"value": 40, "unit": "mg",
+                                                                                 "code": "mg"}}]}]),)},
+     ["dex-dose-mismatch"]),
+    ("a number of doses without their spacing in cycle 2: could not verify its end",
+     {"orders": (dex_order(day_of(2, 22), days=None, frequency=None, dosageInstruction=[{
+         "timing": {"repeat": {"count": 4, "boundsPeriod": {"start": day_of(2, 22).isoformat()}}},
+         "doseAndRate": [{"doseQuantity": {"value": 40, "unit": "mg", "code": "mg"}}]}]),)}, ["cannot-verify"]),
+    ("do not give as premedication (doNotPerform): nothing",
+     {"orders": (dex_order(day_of(3, 1), doNotPerform=True,
+                           reasonCode=[{"text": "do not give as premedication"}]),)}, []),
     ("regimen unknown, arm B cycle 4: both regimens agree",
      {"orders": (dex_order(),), "plans": (care_plan(start=None),),
       "administrations": (administration("isatuximab", C1D1, "isa-1"),)}, ["dex-after-cycle-2"]),
@@ -251,3 +276,28 @@ def test_isatuximab_order_after_enrolment_gives_c1d1_when_nothing_was_given_yet(
     card = post(client, body)[0]
     assert card["extension"]["dexfree"]["regimen"] == "ICARIA"
     assert "MedicationRequest/isa-rx" in card["detail"]
+
+
+def test_course_begun_before_cycle_1_is_shortened_to_the_last_day_of_cycle_2(client):
+    order = dex_order(date(2026, 8, 25), days=None, frequency=(1, 1, "wk"),
+                      dispenseRequest={"quantity": {"value": 400, "unit": "mg", "code": "mg"},
+                                       "numberOfRepeatsAllowed": 3})
+    [card] = post(client, call(orders=(order,)))
+    assert card["summary"] == "Arm B of NCT06561854: this dexamethasone order runs into cycle 3 — end it by 2026-10-26"
+    assert "starts on 2026-08-25, before cycle 1 day 1 (2026-09-01)" in card["detail"]
+    assert "cycle" not in card["extension"]["dexfree"]
+    [update] = card["suggestions"][0]["actions"]
+    resource = update["resource"]
+    assert resource["dosageInstruction"][0]["timing"]["repeat"]["boundsPeriod"] == {"start": "2026-08-25",
+                                                                                    "end": "2026-10-26"}
+    assert not {"numberOfRepeatsAllowed", "quantity"} & set(resource.get("dispenseRequest", {}))
+    # The shortened order, sent back, is quiet: the suggestion ends the warning.
+    assert rules(post(client, call(orders=(resource,)))) == []
+
+
+def test_route_words_that_disagree_are_said(client):
+    order = dex_order(day_of(3, 2), route="IV", medication={"medicationCodeableConcept": {
+        "text": "dexaméthasone crème"}})
+    [card] = post(client, call(orders=(order,)))
+    assert card["extension"]["dexfree"]["rule"] == "dex-after-cycle-2"
+    assert "**Route unclear:**" in card["detail"] and "crème" in card["detail"] and '"IV"' in card["detail"]
