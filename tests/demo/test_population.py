@@ -120,3 +120,25 @@ def test_split_refuses_a_cap_smaller_than_a_patient(population):
 
 def test_bundle_is_plain_json(population):
     assert json.loads(json.dumps(transaction_bundle(population)))["type"] == "transaction"
+
+
+def test_cycle_days_follow_the_regimen_artifacts_not_fixed_numbers(knowledge, tmp_path):
+    """With 21-day cycles in the ICARIA arm B PlanDefinition, the demo moves with it."""
+    import shutil
+
+    from cds_service.config import Config
+    from cds_service.knowledge.model import load_knowledge
+    from tests.demo.support import DemoClient
+
+    folder = tmp_path / "plan_definitions"
+    shutil.copytree(Config().plan_definitions, folder)
+    path = folder / "regimens" / "PlanDefinition-icaria-arm-b.json"
+    plan = json.loads(path.read_text())
+    for cycle_definition in plan["action"][0]["action"]:
+        cycle_definition["timingTiming"]["repeat"]["duration"] = 21
+    path.write_text(json.dumps(plan))
+    changed = load_knowledge(folder)
+    demo = DemoClient(changed, date(2026, 11, 24))
+    for key, expected in (("b-icaria-c2", (2, 21)), ("b-icaria-c3", (3, 1)), ("a-icaria-c2", (2, 28))):
+        facts = demo.call("patient-view", f"dexfree-demo-{key}")[0]["extension"]["dexfree"]
+        assert (facts["cycle"], facts["cycleDay"]) == expected, key
