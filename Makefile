@@ -19,12 +19,20 @@ $(NODE_STAMP): $(FHIR_SERVER)/package.json $(FHIR_SERVER)/package-lock.json
 	cd $(FHIR_SERVER) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $(NODE_STAMP)
 
+# playwright-core for the preview's browser tests (tests/browser); they use Debian's chromium, which the
+# tests install themselves when /usr/bin/chromium is missing.
+BROWSER_TESTS := tests/browser
+BROWSER_STAMP := $(BROWSER_TESTS)/node_modules/.installed
+$(BROWSER_STAMP): $(BROWSER_TESTS)/package.json $(BROWSER_TESTS)/package-lock.json
+	cd $(BROWSER_TESTS) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(BROWSER_STAMP)
+
 run: $(STAMP)
 	$(BIN)/cds-service serve
 
 # The audit tests need PostgreSQL: the script uses the machine's, or starts (installing it if need be)
 # and afterwards stops a throwaway one; without either the PostgreSQL tests skip, saying why.
-test: $(STAMP) $(NODE_STAMP)
+test: $(STAMP) $(NODE_STAMP) $(BROWSER_STAMP)
 	$(BIN)/ruff check .
 	PYTHON=$(BIN)/python bash tests/services/with_postgres.sh $(BIN)/pytest
 
@@ -39,4 +47,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache $(FHIR_SERVER)/node_modules
+	rm -rf $(VENV) .pytest_cache .ruff_cache $(FHIR_SERVER)/node_modules $(BROWSER_TESTS)/node_modules tests/artifacts

@@ -16,6 +16,7 @@ from cds_service.errors import CdsError, operation_outcome
 from cds_service.hooks.request import read_json_body, read_limited
 from cds_service.knowledge.model import shared_knowledge
 from cds_service.logs import configure_logging, log_event
+from cds_service.preview.routes import register_preview
 from cds_service.runtime import Runtime
 from cds_service.security.jwt_auth import build_authenticator
 from cds_service.security.pseudonym import pseudonymizer
@@ -38,6 +39,8 @@ def create_app(config: Config | None = None, runtime: Runtime | None = None) -> 
     app.json.sort_keys = False
     app.extensions["cds_runtime"] = runtime
     _routes(app, runtime)
+    # The preview page and its demo FHIR endpoint (`/`, `/preview/*`, `/demo/*`), when turned on.
+    register_preview(app, runtime)
     _hooks(app, runtime)
     return app
 
@@ -93,8 +96,9 @@ def _hooks(app: Flask, runtime: Runtime) -> None:
     def start() -> None:
         g.started = time.perf_counter()
         g.log_fields = {}
-        # Preflight requests carry no credentials by design; /healthz is for load balancers.
-        if request.method != "OPTIONS" and request.path != "/healthz":
+        # Preflight requests carry no credentials by design; /healthz is for load balancers; the preview
+        # serves made-up demo patients only (its hook calls go through the authenticated endpoints).
+        if request.method != "OPTIONS" and request.path != "/healthz" and request.blueprint != "preview":
             g.caller = runtime.authenticate(request.headers.get("Authorization"), _called_url(runtime))
 
     @app.after_request

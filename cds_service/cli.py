@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
+from datetime import date, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from cds_service.audit import report
 from cds_service.config import REPO_ROOT, Config
+from cds_service.demo.bundle import transaction_bundles
+from cds_service.demo.population import build_population
 from cds_service.errors import ConfigError
 from cds_service.knowledge.model import load_knowledge
 from cds_service.knowledge.publish import publish
@@ -47,6 +52,35 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_data(args: argparse.Namespace) -> int:
+    """Write the demo population as a transaction Bundle (or several, with --max-entries)."""
+    config = Config.from_env()
+    try:
+        today = (date.fromisoformat(args.today) if args.today
+                 else datetime.now(ZoneInfo(config.timezone)).date())
+    except ValueError:
+        raise ConfigError(f"--today {args.today!r} is not a date (YYYY-MM-DD)") from None
+    knowledge = load_knowledge(config.plan_definitions, config.local_valuesets)
+    try:
+        bundles = transaction_bundles(build_population(knowledge, today), args.max_entries)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if len(bundles) > 1 and not args.out:
+        raise ConfigError("--max-entries splits the Bundle into several files: give --out FILE")
+    texts = [json.dumps(b, indent=2, ensure_ascii=False) + "\n" for b in bundles]
+    if not args.out:
+        sys.stdout.write(texts[0])
+        return 0
+    out = Path(args.out)
+    paths = [out] if len(texts) == 1 else [out.with_name(f"{out.stem}-{n}{out.suffix or '.json'}")
+                                           for n in range(1, len(texts) + 1)]
+    for path, text in zip(paths, texts, strict=True):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        print(f"{path}: {len(json.loads(text)['entry'])} entries", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cds-service", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -61,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="split the transaction into Bundles of at most N entries, for servers that "
                               "cap a transaction (Medplum: 50)")
     publish.set_defaults(handler=_publish)
+    demo = commands.add_parser("demo-data", help="write the demo patients as a FHIR transaction Bundle")
+    demo.add_argument("--out", help="output file (default: standard output)")
+    demo.add_argument("--today", help="the day the dates are relative to, YYYY-MM-DD (default: today in "
+                                      "CDS_TIMEZONE)")
+    demo.add_argument("--max-entries", type=int, default=0, metavar="N",
+                      help="split into Bundles of at most N entries, OUT-1.json, OUT-2.json, … (a patient "
+                           "is never split), for servers that cap a transaction (Medplum: 50)")
+    demo.set_defaults(handler=_demo_data)
     report.add_parser(commands)
     screen_command.add_parser(commands)
     return parser

@@ -45,6 +45,10 @@ def _repo_path(raw: str) -> Path:
     return REPO_ROOT / Path(raw).expanduser()
 
 
+def _optional_bool(raw: str) -> bool | None:
+    return _bool(raw) if raw else None
+
+
 def _optional_str(raw: str) -> str | None:
     return raw or None
 
@@ -127,6 +131,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Show a patient-view card to patients decisively not eligible (default: no card)."),
     Setting("ecog_window_days", "CDS_ECOG_WINDOW_DAYS", "90", _int,
             "An ECOG observation older than this many days does not count for inclusion criterion I5."),
+    Setting("preview", "CDS_PREVIEW", "", _optional_bool,
+            "The card preview page at `/` and its demo FHIR endpoint (`/demo/fhir`), made-up demo patients "
+            "only. Unset: on when CDS_JWT_ISSUERS is unset, off when it is set; `true` or `false` decides."),
 )
 
 
@@ -163,6 +170,7 @@ class Config:
     timezone: str = "Europe/Paris"
     show_not_eligible: bool = False
     ecog_window_days: int = 90
+    preview: bool | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -196,6 +204,11 @@ class Config:
         for server in self.allowed_fhir_servers:
             if not server.startswith(("http://", "https://")) or parse_entry(server) is None:
                 raise ConfigError(f"CDS_ALLOWED_FHIR_SERVERS entry {server!r} is not an http(s) base URL")
+
+    @property
+    def preview_on(self) -> bool:
+        """Whether the preview page is served: CDS_PREVIEW if set, else only when the service is open."""
+        return self.preview if self.preview is not None else self.jwt_issuers is None
 
     def summary(self) -> dict[str, Any]:
         """The settings in force, for the start-up log (no secret values)."""
