@@ -21,8 +21,8 @@ cannot-verify (`c1d1` None):
 - Delayed cycles. Each cycle's day 1 is taken from the isatuximab given: the first infusion at or after
   the day the calendar expects the next cycle begins it; later by more than the slack, it is a delayed
   cycle and the cycles after it are counted from it (doubt). Where that count and the plain calendar
-  from cycle 1 day 1 put a date in cycles the regimen treats differently (another cycle definition: in
-  arm B, cycle 2 and cycle 3), the date has no cycle — cannot-verify naming the dates — unless the
+  from cycle 1 day 1 put a date in cycles that give dexamethasone differently (in arm B, cycle 2 and
+  cycle 3), the date has no cycle — cannot-verify naming the dates — unless the
   cycle's own day 1 was given on or before it (an early day 1: the cycle has begun).
 """
 
@@ -133,11 +133,14 @@ class CycleClock:
 
     def _explicit(self, regimen: Regimen, day: date) -> tuple[tuple[int, int] | None, _Anchor | None]:
         """The cycle of a date counted from the given day-1 infusions, and the anchor it is counted from."""
-        anchor = next((a for a in reversed(self.anchors(regimen)) if a.start <= day), None)
-        if anchor is None:
+        anchors = self.anchors(regimen)
+        found = [i for i, a in enumerate(anchors) if a.start <= day]
+        if not found:
             return None, None
+        anchor, later = anchors[found[-1]], anchors[found[-1] + 1:]
         block = regimen.block(anchor.cycle)
-        if block is not None and day < anchor.base + timedelta(days=block.length_days):
+        # Before the next cycle's given day 1 (a delay), the cycle runs on.
+        if later or (block is not None and day < anchor.base + timedelta(days=block.length_days)):
             return (anchor.cycle, (day - anchor.start).days + 1), anchor
         return regimen.cycle_and_day((day - anchor.base).days + regimen.cycle_start(anchor.cycle)), anchor
 
@@ -151,7 +154,7 @@ class CycleClock:
         explicit, anchor = self._explicit(regimen, day)
         if explicit is None:
             return calendar, None
-        if explicit[0] == calendar[0] or regimen.block(explicit[0]) is regimen.block(calendar[0]):
+        if explicit[0] == calendar[0] or _alike(regimen, explicit[0], calendar[0]):
             return explicit, None
         if explicit[0] > calendar[0] and anchor.cycle == explicit[0]:
             return explicit, None  # its day-1 infusion was given: the cycle has begun
@@ -170,9 +173,20 @@ class CycleClock:
             return None  # a cycle whose day 1 was not recorded, between recorded ones
         start = last.base + timedelta(days=regimen.cycle_start(cycle) - regimen.cycle_start(last.cycle))
         calendar = self.c1d1 + timedelta(days=regimen.cycle_start(cycle))
-        if start == calendar or regimen.block(cycle) is regimen.block(cycle - 1):
+        if start == calendar or _alike(regimen, cycle, cycle - 1):
             return start
         return None  # delayed: the day the next cycle definition begins is not known until it is given
+
+
+def _alike(regimen: Regimen, one: int, other: int) -> bool:
+    """Whether two cycles give dexamethasone alike (the rules answer the same in either)."""
+    first, second = regimen.block(one), regimen.block(other)
+    if first is second:
+        return True
+    dex = [block.drug("dexamethasone") if block else None for block in (first, second)]
+    if None in dex:
+        return dex[0] is dex[1]
+    return dex[0].days == dex[1].days and dex[0].options == dex[1].options
 
 
 def _on_a_later_day(regimen: Regimen, cycle: int, offset: int) -> bool:
