@@ -16,7 +16,7 @@ import pytest
 import responses
 
 from cds_service.fhir.prefetch import STUDY_KEY, render
-from tests.fhir.support import BASE, TOKEN
+from tests.fhir.support import TOKEN
 from tests.rules.scenario import (
     PATIENT_ID,
     care_plan,
@@ -29,6 +29,8 @@ from tests.rules.scenario import (
 from tests.spec import check_cds_response
 
 _PATIENT_FIELDS = ("subject", "patient", "individual")
+# A server of its own: a read another test's thread makes late to tests.fhir.support.BASE is not counted here.
+BASE = "http://127.0.0.1:8179/fhir"
 
 
 def _answer(query: str, data: list[dict]) -> dict | None:
@@ -91,9 +93,14 @@ def _hook_call(client, service_id: str, templates: dict[str, str], data: list[di
     return response.get_json()
 
 
-def _count_every_request():
-    responses.add(responses.GET, re.compile(r".*"), status=404,
+def _count_every_request() -> None:
+    responses.add(responses.GET, re.compile(r"http://127\.0\.0\.1:8179/.*"), status=404,
                   json={"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "not-found"}]})
+
+
+def _reads() -> list[str]:
+    """The requests this module's FHIR server received."""
+    return [c.request.url for c in responses.calls if c.request.url.startswith(BASE)]
 
 
 def _rules(payload: dict) -> list[str]:
@@ -107,7 +114,7 @@ def test_complete_prefetch_from_discovery_makes_no_fhir_read(client, service_id)
     templates = _discovery(client)[service_id]
     assert STUDY_KEY in templates
     payload = _hook_call(client, service_id, templates, _standard_data())
-    assert len(responses.calls) == 0
+    assert _reads() == []
     expected = ["trial-status"] if service_id == "dex-free-patient-view" else ["dex-after-cycle-2"]
     assert _rules(payload) == expected
 
@@ -117,7 +124,7 @@ def test_without_the_study_key_the_study_is_still_read_from_fhir_server(client):
     templates = _discovery(client)["dex-free-order-sign"]
     responses.get(f"{BASE}/ResearchStudy/rs-study", json=research_study())
     payload = _hook_call(client, "dex-free-order-sign", templates, _standard_data(), skip=(STUDY_KEY,))
-    assert [c.request.url for c in responses.calls] == [f"{BASE}/ResearchStudy/rs-study"]
+    assert _reads() == [f"{BASE}/ResearchStudy/rs-study"]
     assert _rules(payload) == ["dex-after-cycle-2"]
 
 
@@ -126,7 +133,7 @@ def test_a_study_key_answered_with_no_study_falls_back_to_reading_it(client):
     templates = _discovery(client)["dex-free-order-sign"]
     responses.get(f"{BASE}/ResearchStudy/rs-study", json=research_study())
     payload = _hook_call(client, "dex-free-order-sign", templates, _standard_data(studies=()))
-    assert len(responses.calls) == 1 and _rules(payload) == ["dex-after-cycle-2"]
+    assert len(_reads()) == 1 and _rules(payload) == ["dex-after-cycle-2"]
 
 
 @responses.activate
@@ -136,7 +143,7 @@ def test_a_study_key_answered_with_several_studies_resolves_the_subject_s_own(cl
     # A server holding a duplicate of the study (another id, same NCT number) answers both.
     studies = (research_study(study_id="duplicate"), research_study())
     payload = _hook_call(client, "dex-free-order-sign", templates, _standard_data(studies=studies))
-    assert len(responses.calls) == 0 and _rules(payload) == ["dex-after-cycle-2"]
+    assert not _reads() and _rules(payload) == ["dex-after-cycle-2"]
 
 
 @responses.activate
@@ -149,4 +156,4 @@ def test_a_logical_study_reference_is_resolved_by_the_prefetched_study_s_identif
     subject = research_subject()
     subject["study"] = {"identifier": {"system": "urn:aphp:protocols", "value": "APHP-2024-0117"}}
     payload = _hook_call(client, "dex-free-order-sign", templates, _standard_data(subject, (study,)))
-    assert len(responses.calls) == 0 and _rules(payload) == ["dex-after-cycle-2"]
+    assert not _reads() and _rules(payload) == ["dex-after-cycle-2"]
