@@ -4,7 +4,8 @@ Order of sources: `context.draftOrders`/`selections` first, then each prefetch k
 part that is absent, null or an OperationOutcome, and for the pages of a paged prefetch — searches on
 `fhirServer` with the call's token, all at once. Medications given by reference (draft orders and
 history) and the ResearchStudy of each ResearchSubject are resolved next: contained, in the
-draftOrders Bundle, already in the record, else read from the server (concurrently again).
+draftOrders Bundle, in the `researchStudy` prefetch, already in the record, else read from the server
+(concurrently again).
 
 A part the service needs that cannot be had makes the call a 412 naming every such part and why;
 a part it does not need is left out of the record and named in `record.missing`.
@@ -24,7 +25,7 @@ from cds_service.errors import CdsError, operation_outcome
 from cds_service.fhir.client import Deadline, Target, next_link
 from cds_service.fhir.fetch import FhirGateway, Outcome, Read
 from cds_service.fhir.parse import bundle_resources, parse_resource
-from cds_service.fhir.prefetch import TEMPLATES, server_queries
+from cds_service.fhir.prefetch import STUDY_KEY, TEMPLATES, server_queries
 from cds_service.fhir.record import PatientRecord, Skipped
 from cds_service.hooks.request import HookRequest
 from cds_service.logs import log_event
@@ -128,6 +129,7 @@ def assemble_record(request: HookRequest, needs: Iterable[str], *,
         fhir.check_server(request.fhir_server)
     record = PatientRecord(patient_id=request.patient_id, selections=request.selections)
     _add_draft_orders(record, request.draft_orders, parse)
+    _add_studies(record, request.prefetch.get(STUDY_KEY), parse)
     target = None
     if fhir is not None and request.fhir_server:
         token = request.fhir_authorization.access_token if request.fhir_authorization else None
@@ -363,6 +365,19 @@ def _note_unreadable_references(record: PatientRecord) -> None:
 def _skip(record: PatientRecord, kind: str, reason: str) -> None:
     record.skipped.append(Skipped(kind, reason))
     log_event(log, "resource skipped", logging.WARNING, resourceType=kind, reason=reason)
+
+
+def _add_studies(record: PatientRecord, value: Any, parse: Parse = parse_resource) -> None:
+    """The study key's ResearchStudies (none, one or several) resolve the ResearchSubjects' references."""
+    if prefetch_gap(value) is not None:
+        return  # not prefetched: the study is read by its reference, as before
+    for raw in bundle_resources(value):
+        if raw.get("resourceType") != "ResearchStudy":
+            continue
+        try:
+            remember(record, parse(raw))
+        except ValueError as exc:
+            _skip(record, "ResearchStudy", str(exc))
 
 
 def _add_draft_orders(record: PatientRecord, bundle: Any, parse: Parse = parse_resource) -> None:

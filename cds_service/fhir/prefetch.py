@@ -4,8 +4,11 @@ Only the query subset the CDS Hooks specification recommends ("Prefetch query re
 reads, type-level searches by patient reference, token equality, date prefixes, `_count`, `_sort`).
 `_include` is not in that subset, so ResearchSubject is asked for without its ResearchStudy
 (`ResearchSubject?patient=…`, not `…&_include=ResearchSubject:study`): a client that implements only
-the subset can still satisfy every key. The study is taken from the prefetch when a client adds it
-anyway (any ResearchStudy in that Bundle is kept), else read from `fhirServer` by its reference.
+the subset can still satisfy every key. The trial's own study has a key of its own instead,
+`researchStudy` = `ResearchStudy?identifier=<the study's NCT number>` (token equality; no patient token:
+the specification allows templates without one), so that a call with complete prefetch needs no read.
+A ResearchSubject's study is resolved from that key, or from any ResearchStudy a client adds to the
+ResearchSubject Bundle, else read from `fhirServer` by its reference.
 
 When the service reads a part itself, it is free of that restriction: it asks for the same search
 plus `_include` of what it would otherwise resolve one by one (the study, the medications), and a
@@ -35,6 +38,12 @@ TEMPLATES: Mapping[str, tuple[str, str]] = {
     "carePlans": ("CarePlan", "CarePlan?patient={{context.patientId}}"),
 }
 
+# The study key: not a record part (nothing is searched for it when it is not prefetched). Its value is
+# the study's identifier from the knowledge, put in by the runtime (knowledge/relevance.narrowed).
+STUDY_KEY = "researchStudy"
+STUDY_TOKEN = "{{dexfree.studyIdentifier}}"  # noqa: S105 - a template placeholder, not a secret
+STUDY_TEMPLATE = f"ResearchStudy?identifier={STUDY_TOKEN}"
+
 # What the service's own searches add, per part (see the module docstring).
 SERVER_INCLUDES: Mapping[str, str] = {
     "medicationRequests": "MedicationRequest:medication",
@@ -46,9 +55,15 @@ SERVER_INCLUDES: Mapping[str, str] = {
 SERVER_PAGE_SIZE = 200
 
 
-def templates(*parts: str) -> dict[str, str]:
-    """The prefetch templates of the given record parts, for a service's discovery entry."""
-    return {part: TEMPLATES[part][1] for part in parts}
+def templates(*parts: str, study: bool = True) -> dict[str, str]:
+    """The prefetch templates of some record parts, and the study key, for a service's discovery entry."""
+    found = {part: TEMPLATES[part][1] for part in parts}
+    return {**found, STUDY_KEY: STUDY_TEMPLATE} if study else found
+
+
+def with_study(template: str, identifier: str) -> str:
+    """The study template with the study's identifier value (URL-encoded) in place of its placeholder."""
+    return template.replace(STUDY_TOKEN, quote(identifier, safe=""))
 
 
 def render(template: str, patient_id: str) -> str:

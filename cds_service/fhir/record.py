@@ -96,3 +96,13 @@ class PatientRecord:
                 parts = parts[:-2]
             return self.referenced.get("/".join(parts[-2:]))
         return None
+
+    def by_identifier(self, kind: str, value: str | None, system: str | None = None) -> Resource | None:
+        """A known resource of a type carrying an identifier (a logical reference): same value, same system
+        when both say one; None when none or several different ones do."""
+        if not value:
+            return None
+        found = {id(r): r for r in self.referenced.values() if r.get_resource_type() == kind
+                 and any(i.value == value and (system is None or i.system in (None, system))
+                         for i in getattr(r, "identifier", None) or [])}
+        return next(iter(found.values())) if len(found) == 1 else None

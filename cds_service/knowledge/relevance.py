@@ -14,7 +14,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from cds_service.fhir.prefetch import with_codes
+from cds_service.fhir.prefetch import STUDY_KEY, with_codes, with_study
 from cds_service.knowledge.model import Knowledge
 from cds_service.knowledge.terminology import CodeSet
 from cds_service.rules.facts import MEDICATION_SET, OBSERVATION_SETS
@@ -24,7 +24,8 @@ MEDICATION_PARTS = ("medicationRequests", "medicationAdministrations", "medicati
 
 def narrowed(knowledge: Knowledge) -> Callable[[str, str], str]:
     """Prefetch templates restricted to what the rules read: Observations by the codes of the observation
-    value sets (a myeloma patient has thousands of laboratory results; none of them is read).
+    value sets (a myeloma patient has thousands of laboratory results; none of them is read), and the
+    study key by the study's NCT number, read from its ResearchStudy artifact.
 
     Codes that carry an ordinalValue are answers (the ECOG scores), not Observation codes: left out.
     """
@@ -33,6 +34,8 @@ def narrowed(knowledge: Knowledge) -> Callable[[str, str], str]:
                if (system, code) not in knowledge.codes(key).ordinals}
 
     def rewrite(part: str, template: str) -> str:
+        if part == STUDY_KEY:
+            return with_study(template, knowledge.study.nct_id)
         return with_codes(template, codings) if part == "observations" else template
 
     return rewrite

@@ -56,7 +56,8 @@ _NCT_ID = re.compile(r"NCT\d{8}", re.IGNORECASE)
 def study_of(subject: Any, record: PatientRecord) -> tuple[list[str], Any]:
     """The identifier values naming a ResearchSubject's study, and the ResearchStudy when it is readable.
 
-    From the reference's logical identifier and the study resource (contained, prefetched or read); when
+    From the reference's logical identifier and the study resource (contained, prefetched or read; a
+    logical reference is resolved by its identifier among the studies known to the record); when
     neither says, a reference whose id is an NCT number (`ResearchStudy/NCT06561854`, a common way to
     name studies) counts as that number. No value: the study cannot be told.
     """
@@ -64,7 +65,12 @@ def study_of(subject: Any, record: PatientRecord) -> tuple[list[str], Any]:
     if reference is None:
         return [], None
     identifier = getattr(reference, "identifier", None)
-    study = record.resolve(reference.reference, within=subject) if reference.reference else None
+    if reference.reference:
+        study = record.resolve(reference.reference, within=subject)
+    elif identifier is not None:
+        study = record.by_identifier("ResearchStudy", identifier.value, identifier.system)
+    else:
+        study = None
     if study is not None and study.get_resource_type() != "ResearchStudy":
         study = None
     values = [identifier.value] if identifier is not None and identifier.value else []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl
 
-from cds_service.fhir.prefetch import SERVER_INCLUDES, TEMPLATES, render, server_queries
+from cds_service.fhir.prefetch import SERVER_INCLUDES, STUDY_KEY, TEMPLATES, render, server_queries
 from cds_service.services import SERVICES
 
 READ = re.compile(r"^[A-Z][A-Za-z]+/\{\{context\.patientId\}\}$")
@@ -29,8 +29,18 @@ def test_templates_are_instance_reads_or_searches_by_patient_reference():
 def test_every_record_part_the_services_need_has_a_template():
     for service in SERVICES:
         assert set(service.needs) <= set(TEMPLATES)
-        assert set(service.prefetch) <= set(TEMPLATES)
-        assert all(service.prefetch[p] == TEMPLATES[p][1] for p in service.prefetch)
+        assert set(service.prefetch) - set(TEMPLATES) == {STUDY_KEY}
+        assert all(service.prefetch[p] == TEMPLATES[p][1] for p in service.prefetch if p != STUDY_KEY)
+
+
+def test_the_study_key_is_a_token_search_by_the_knowledge_s_identifier(runtime, knowledge):
+    for service in runtime.registry:
+        template = service.prefetch[STUDY_KEY]
+        match = SEARCH.match(template)
+        assert match and match.group(1) == "ResearchStudy"
+        # Token equality on the identifier, the study's own NCT number; no patient token (not patient-specific).
+        assert parse_qsl(match.group(2)) == [("identifier", knowledge.study.nct_id)]
+        assert "{{" not in template
 
 
 def test_the_issue_s_resources_are_all_asked_for():
