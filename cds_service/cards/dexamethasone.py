@@ -44,7 +44,7 @@ def _clock_lines(finding: DexFinding | Situation) -> list[str]:
     if clock.c1d1:
         lines.append(
             f"**Cycle 1 day 1:** {_d(clock.c1d1)} — from {clock.c1d1_how}; cycles counted with the "
-            "regimen's cycle length, as if none was delayed."
+            "regimen's cycle lengths, each cycle from its given day-1 isatuximab when recorded."
         )
     lines += [f"**Doubt:** {doubt}." for doubt in clock.doubts]
     return lines
@@ -133,8 +133,9 @@ def after_cycle_2(finding: DexFinding, knowledge: Knowledge) -> dict[str, Any]:
         _order_line(finding),
         _arm_line(finding, knowledge) + f" In arm B dexamethasone is given in {_cycles_with_dex(stop)} only.",
         *_clock_lines(finding),
-        f"**Cycle of the order:** cycle {finding.cycle}, day {finding.cycle_day} (cycle {stop} began "
-        f"{_d(finding.stop_date)}).",
+        f"**Cycle of the order:** cycle {finding.cycle}, day {finding.cycle_day} "
+        + (f"(cycle {stop} began {_d(finding.stop_date)})." if finding.stop_date
+           else f"(a cycle was delayed: the day cycle {stop} began is not in the record)."),
     ]
     if finding.infusion_day:
         detail.append(_premedication_line(knowledge))

@@ -273,19 +273,21 @@ def _order_findings(
                 evidence=tuple(evidence),
             )
         ]
-    missing = []
+    missing, notes = [], list(clock.problems)
     place = clock.position(facts.start)
     if clock.c1d1 is None:
         missing.append("cycle 1 day 1 unknown")
     elif place is None and facts.start >= clock.c1d1:
-        missing.append("regimen unknown")
+        why = clock.unclear(facts.start)
+        missing.append("cycle of the order's first day unclear" if why else "regimen unknown")
+        notes += [why] if why else []
     if missing:
         return [
             DexFinding(
                 "cannot-verify",
                 **base,
                 missing=tuple(missing),
-                notes=clock.problems,
+                notes=tuple(notes),
                 evidence=tuple(evidence),
             )
         ]
@@ -317,6 +319,16 @@ def _runs_past(facts: OrderFacts, clock: CycleClock, common: dict[str, Any]) -> 
     if facts.open_ended or (end_place and _gives(clock, end_place[0]) is False):
         end_cycle = end_place[0] if end_place and not facts.open_ended else None
         return [DexFinding("dex-extends-past-cycle-2", **common, end_cycle=end_cycle)]
+    if end_place is None and not facts.end_unknown:
+        # The last day has no cycle (a delay makes it cycle 2 or 3, or the course is stale): never silence.
+        why = clock.unclear(facts.last_day)
+        return [
+            DexFinding(
+                "cannot-verify",
+                **{**common, "notes": (*common.get("notes", ()), *([why] if why else []))},
+                missing=("cycle of the order's last day unclear" if why else "regimen unknown",),
+            )
+        ]
     if facts.end_unknown:
         return [
             DexFinding(
@@ -342,8 +354,6 @@ def _begun_before_c1d1(
         return []
     common = {**base, "cycle": None, "cycle_day": None, "stop_cycle": stop, "stop_date": stop_date,
               "notes": clock.doubts, "evidence": evidence}
-    if not facts.open_ended and not facts.end_unknown and clock.position(facts.last_day) is None:
-        return [DexFinding("cannot-verify", **common, missing=("regimen unknown",))]
     return _runs_past(facts, clock, common)
 
 
