@@ -5,7 +5,9 @@ cannot-verify (`c1d1` None):
 - The study course. Isatuximab on or after the enrolment date (the enrolment day counts). Without an
   enrolment date, the latest course of isatuximab, courses being split by a gap longer than a cycle (the
   regimen's own cycle length); the earlier ones are taken for a previous line (doubt), and a date more
-  than a cycle after the course's last isatuximab has no cycle (it may not be the study course).
+  than a cycle after the course's last isatuximab has no cycle (it may not be the study course). A gap of
+  at most PAUSE_OR_LINE_CYCLES cycles is as likely a pause inside the study (toxicity) as a previous line:
+  restarting the clock there would hide an arm B warning, so it is a problem (cannot-verify), not a guess.
 - Given administrations are what happened; orders are intentions, read only when nothing was given.
   Not given: MedicationAdministration `not-done`, `entered-in-error`, and `unknown` (not known to have
   happened); `in-progress`, `on-hold` and `stopped` infusions were started, so their day happened. A
@@ -47,6 +49,9 @@ VOID_REQUEST = frozenset({"cancelled", "entered-in-error", "draft"})
 VOID_ADMINISTRATION = frozenset({"not-done", "entered-in-error", "unknown"})
 # Isatuximab infusions moved by a day or two (weekends, bed availability) are not a sign of a delayed cycle.
 INFUSION_SLACK_DAYS = 2
+# Without an enrolment date, isatuximab resumed within this many cycles of a stop may be a pause in the
+# study course (toxicity) as well as a new line: a service decision, not a protocol number.
+PAUSE_OR_LINE_CYCLES = 3
 # Which drug tells the stratum.
 STRATUM_DRUGS = {"pomalidomide": "ICARIA", "carfilzomib": "IKEMA"}
 
@@ -370,7 +375,14 @@ def cycle_clock(
         course, before = _latest_course(events, gap)
         if plan is not None and (plan[0] - course[-1][0]).days > gap:
             course, before = [], events  # the plan is for a course not given yet
-        if before:
+        if before and plan is None and course and \
+                (course[0][0] - before[-1][0]).days <= PAUSE_OR_LINE_CYCLES * gap:
+            # A pause of a few cycles (toxicity) inside the study looks like a new course: restarting the
+            # clock there would hide an arm B warning, so neither side is taken.
+            stopped, restarted = before[-1][0].isoformat(), course[0][0].isoformat()
+            problems.append(f"the enrolment has no date and isatuximab stopped on {stopped} then restarted "
+                            f"on {restarted}: a pause in the study course cannot be told from a previous line")
+        elif before:
             doubts.append(f"the enrolment has no date: isatuximab given or ordered from "
                           f"{before[0][0].isoformat()} to {before[-1][0].isoformat()} is taken for a "
                           f"previous line (more than {gap} days before the next)")
