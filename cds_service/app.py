@@ -17,6 +17,7 @@ from cds_service.hooks.request import read_json_body, read_limited
 from cds_service.knowledge.model import shared_knowledge
 from cds_service.logs import configure_logging, log_event
 from cds_service.preview.routes import register_preview
+from cds_service.published import fhir_api, regimen_page
 from cds_service.runtime import Runtime
 from cds_service.security.jwt_auth import build_authenticator
 from cds_service.security.pseudonym import pseudonymizer
@@ -25,6 +26,11 @@ log = logging.getLogger(__name__)
 
 # HTTP errors raised by Flask itself, as FHIR issue codes.
 _HTTP_ISSUE_CODES = {404: "not-found", 405: "not-supported", 413: "too-costly", 415: "not-supported"}
+# Routes answered without authentication: the published artifacts and regimen pages, never patient data.
+_FHIR_ENDPOINTS = frozenset({"fhir_metadata", "fhir_search", "fhir_read"})
+PUBLIC_ENDPOINTS = _FHIR_ENDPOINTS | {"regimen_index", "regimen_detail"}
+# Public routes take every method so that a write is a 405 OperationOutcome, not an authentication error.
+_ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
 def create_app(config: Config | None = None, runtime: Runtime | None = None) -> Flask:
@@ -76,7 +82,7 @@ def _routes(app: Flask, runtime: Runtime) -> None:
     def call_service(service_id: str) -> Response:
         g.log_fields["service"] = service_id
         body = read_json_body(_body(runtime), request.content_type)
-        return _json(runtime.call(service_id, body, g.log_fields, g.caller))
+        return _json(runtime.call(service_id, body, g.log_fields, g.caller, base_url=_public_base(runtime)))
 
     @app.post("/cds-services/<service_id>/feedback")
     def feedback(service_id: str) -> Response:
@@ -90,15 +96,45 @@ def _routes(app: Flask, runtime: Runtime) -> None:
     def healthz() -> Response:
         return _json(runtime.health())
 
+    @app.route("/fhir/metadata", methods=_ANY_METHOD)
+    def fhir_metadata() -> Response:
+        _read_only()
+        return _fhir(fhir_api.capability_statement(runtime.knowledge, _public_base(runtime)))
+
+    @app.route("/fhir/<resource_type>", methods=_ANY_METHOD)
+    def fhir_search(resource_type: str) -> Response:
+        _read_only()
+        params = {name: request.args.getlist(name) for name in request.args}
+        return _fhir(fhir_api.search(runtime.knowledge, resource_type, params, _public_base(runtime),
+                                     strict=fhir_api.wants_strict(request.headers.get("Prefer"))))
+
+    @app.route("/fhir/<resource_type>/<resource_id>", methods=_ANY_METHOD)
+    def fhir_read(resource_type: str, resource_id: str) -> Response:
+        _read_only()
+        return _fhir(fhir_api.read(runtime.knowledge, resource_type, resource_id))
+
+    @app.route("/regimens", methods=_ANY_METHOD)
+    def regimen_index() -> Response:
+        _read_only()
+        return _html(regimen_page.regimens_index(runtime.knowledge, _public_base(runtime)))
+
+    @app.route("/regimens/<plan_id>", methods=_ANY_METHOD)
+    def regimen_detail(plan_id: str) -> Response:
+        _read_only()
+        return _html(regimen_page.regimen_page(runtime.knowledge, plan_id, _public_base(runtime)))
+
 
 def _hooks(app: Flask, runtime: Runtime) -> None:
     @app.before_request
     def start() -> None:
         g.started = time.perf_counter()
         g.log_fields = {}
-        # Preflight requests carry no credentials by design; /healthz is for load balancers; the preview
-        # serves made-up demo patients only (its hook calls go through the authenticated endpoints).
-        if request.method != "OPTIONS" and request.path != "/healthz" and request.blueprint != "preview":
+        # Preflight requests carry no credentials by design; /healthz is for load balancers; the published
+        # artifacts are public; the preview serves made-up demo patients only (its hook calls go through
+        # the authenticated endpoints).
+        public = (request.path == "/healthz" or request.endpoint in PUBLIC_ENDPOINTS
+                  or request.blueprint == "preview")
+        if request.method != "OPTIONS" and not public:
             g.caller = runtime.authenticate(request.headers.get("Authorization"), _called_url(runtime))
 
     @app.after_request
@@ -117,6 +153,8 @@ def _hooks(app: Flask, runtime: Runtime) -> None:
         if exc.status == 401:
             # No detail to the caller: the reason is in the log only.
             return _outcome(401, "Unauthorized", "login", {"WWW-Authenticate": "Bearer"})
+        if request.endpoint in _FHIR_ENDPOINTS:
+            return _fhir(exc.outcome(), exc.status, exc.headers)
         return _json(exc.outcome(), exc.status, exc.headers)
 
     @app.errorhandler(HTTPException)
@@ -135,6 +173,37 @@ def _hooks(app: Flask, runtime: Runtime) -> None:
         # The traceback goes to the log with the id; the caller gets the id only.
         log.exception("unexpected error", extra={"fields": {"errorId": error_id}})
         return _outcome(500, f"Internal error {error_id}; the service log has the details", "exception")
+
+
+def _fhir(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    response = Response(fhir_api.dump(body), status=status, mimetype=fhir_api.FHIR_JSON)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def _html(page: str) -> Response:
+    response = Response(page, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = regimen_page.CONTENT_SECURITY_POLICY
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def _read_only() -> None:
+    """The published endpoints answer GET (and HEAD) only."""
+    if request.method not in ("GET", "HEAD"):
+        raise CdsError(405, f"Method {request.method} is not allowed: the published artifacts are read-only",
+                       code="not-supported", headers={"Allow": "GET, HEAD"})
+
+
+def _public_base(runtime: Runtime) -> str:
+    """The service's public base URL for links: CDS_BASE_URL behind a proxy, else the URL called.
+
+    Without CDS_BASE_URL it is built from the request's Host header, as the JWT audience is (see README).
+    """
+    return (runtime.config.base_url or request.url_root).rstrip("/")
 
 
 def _body(runtime: Runtime) -> bytes:

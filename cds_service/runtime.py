@@ -12,12 +12,13 @@ from zoneinfo import ZoneInfo
 
 from cds_service import __version__
 from cds_service.audit.sink import AuditSink, NullAudit
+from cds_service.cards.common import served_links
 from cds_service.config import Config
 from cds_service.errors import CdsError, ConfigError
 from cds_service.fhir.assemble import MODEL_TYPES, assemble_record
 from cds_service.fhir.fetch import FhirGateway
 from cds_service.fhir.parse import ParseCache, warm_models
-from cds_service.hooks.feedback import parse_feedback
+from cds_service.hooks.feedback import ReasonCatalogue, parse_feedback
 from cds_service.hooks.registry import Registry
 from cds_service.hooks.request import count_resources, parse_hook_request
 from cds_service.hooks.response import cds_response
@@ -67,6 +68,8 @@ class Runtime:
         # Per service: the raw resources worth validating; validated content is remembered across calls.
         self.keep = {service.id: relevance(self.knowledge, service.drugs) for service in self.registry}
         self.parse_cache = ParseCache(self.config.parse_cache_size)
+        # The override reasons the cards offer: a reason sent back as a bare code is named from it.
+        self.reasons = ReasonCatalogue.of(self.knowledge.override_reasons)
         warm_models(MODEL_TYPES)
 
     def today(self) -> date:
@@ -90,8 +93,12 @@ class Runtime:
         }})
 
     def call(self, service_id: str, body: Any, log_fields: dict[str, Any],
-             caller: Caller = ANONYMOUS) -> dict[str, Any]:
-        """Answer one hook call: the CDS response body, or a CdsError."""
+             caller: Caller = ANONYMOUS, *, base_url: str | None = None) -> dict[str, Any]:
+        """Answer one hook call: the CDS response body, or a CdsError.
+
+        `base_url` is the service's public base URL for this call (the routes pass CDS_BASE_URL or the URL
+        called); the cards' links to published artifacts are made to point under it.
+        """
         service = self.registry.get(service_id)
         request = parse_hook_request(body, service.hook, service.id)
         log_fields.update(hookInstance=request.hook_instance[:100], hook=request.hook,
@@ -106,17 +113,21 @@ class Runtime:
         log_fields.update(fhirRequests=record.fhir_requests, fhirCacheHits=record.fhir_cache_hits)
         started = time.perf_counter()
         call = ServiceCall(request=request, record=record, knowledge=self.knowledge, today=self.today(),
-                           config=self.config)
-        response = cds_response(service.evaluate(call))
+                           config=self.config, base_url=self.public_base(base_url))
+        response = cds_response(served_links(service.evaluate(call), self.knowledge, call.base_url))
         log_fields["evaluateMs"] = round((time.perf_counter() - started) * 1000, 1)
         log_fields["cards"] = len(response["cards"])
         self.audit.cards_shown(service.id, request, record, response["cards"], caller)
         return response
 
+    def public_base(self, base_url: str | None = None) -> str:
+        """The base URL links are built on: the one given, else CDS_BASE_URL, else the listening address."""
+        return (base_url or self.config.base_url or f"http://{self.config.host}:{self.config.port}").rstrip("/")
+
     def feedback(self, service_id: str, body: Any, caller: Caller = ANONYMOUS) -> dict[str, Any]:
         """Store the feedback of one POST; answers how many entries were taken."""
         service = self.registry.get(service_id)
-        entries = parse_feedback(body)
+        entries = parse_feedback(body, self.reasons)
         return self.audit.feedback_received(service.id, entries, caller)
 
     def health(self) -> dict[str, Any]:

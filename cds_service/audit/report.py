@@ -1,8 +1,13 @@
 """`cds-service report`: cards and clinicians' responses per rule, arm and site, and potential deviations.
 
 A card counts once, with the outcome of its latest feedback (by outcomeTimestamp): accepted,
-overridden, or no feedback. Potential deviations are the overridden arm B warnings
-(rules dex-after-cycle-2 and dex-extends-past-cycle-2), listed with the study subject identifier.
+overridden, or no feedback. The potential deviations are every arm B warning (rules dex-after-cycle-2 and
+dex-extends-past-cycle-2), by outcome: overridden (reason and comment), no feedback — outcome unknown
+(most EHRs send no feedback, so a warning signed anyway looks exactly like this), and accepted; each with
+the study subject identifier and the order's own first day and cycle (the day it was shown too).
+
+Rules and override reasons are named in words from the published CodeSystem (`Vocabulary`); a reason
+stored without its display gets the service's own.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import json
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,10 +35,37 @@ from cds_service.audit.migrate import current_revision, head_revision
 from cds_service.audit.rows import DEVIATION_RULES
 from cds_service.config import Config
 from cds_service.errors import ConfigError
+from cds_service.hooks.feedback import NO_REASONS, ReasonCatalogue
+from cds_service.knowledge.model import Knowledge, shared_knowledge
 
 FORMATS = ("csv", "json", "html")
 NO_SITE = "(unidentified caller)"
 OUTCOMES = ("accepted", "overridden", "noFeedback")
+# The order the trial team reads arm B warnings in: the deviations first, the resolved last.
+DEVIATION_OUTCOMES = ("overridden", "noFeedback", "accepted")
+OUTCOME_WORDS = {"overridden": "overridden", "noFeedback": "no feedback — outcome unknown",
+                 "accepted": "accepted"}
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Words for the report's codes: rules (CodeSystem displays) and the override reasons the cards offer."""
+
+    rules: Mapping[str, str] = field(default_factory=dict)
+    reasons: ReasonCatalogue = NO_REASONS
+
+    @classmethod
+    def of(cls, knowledge: Knowledge) -> Vocabulary:
+        return cls({code: coding.display for code, coding in knowledge.rule_codes.items()},
+                   ReasonCatalogue.of(knowledge.override_reasons))
+
+    def rule(self, code: str) -> str:
+        return self.rules.get(code, code)
+
+    def reason(self, system: str | None, code: str | None, display: str | None) -> dict[str, Any]:
+        known = self.reasons.find(system, code)
+        return {"system": system or (known[0] if known else None), "code": code,
+                "display": display or (known[1] if known else None)}
 
 
 # --- reading ---------------------------------------------------------------------------------------
@@ -112,8 +145,9 @@ def _iso_week(day: date) -> str:
 
 
 def build_report(engine: Engine, *, zone: ZoneInfo, since: date | None = None,
-                 now: datetime | None = None) -> dict[str, Any]:
+                 now: datetime | None = None, words: Vocabulary | None = None) -> dict[str, Any]:
     """The report as plain data (what the json format prints; csv and html are rendered from it)."""
+    words = words or Vocabulary()
     start = datetime.combine(since, time.min, tzinfo=zone).astimezone(UTC) if since else None
     rows, unknown = _card_rows(engine, start)
     groups: dict[tuple[str, str | None, str], Counter] = defaultdict(Counter)
@@ -129,15 +163,15 @@ def build_report(engine: Engine, *, zone: ZoneInfo, since: date | None = None,
             counter["shown"] += 1
             counter[outcome] += 1
         if outcome == "overridden":
-            reason = reasons[key].setdefault((row["override_system"], row["override_code"]), {
-                "system": row["override_system"], "code": row["override_code"],
-                "display": row["override_display"], "count": 0})
+            named = words.reason(row["override_system"], row["override_code"], row["override_display"])
+            reason = reasons[key].setdefault((named["system"], named["code"]), {**named, "count": 0})
             reason["count"] += 1
-            if row["rule"] in DEVIATION_RULES:
-                deviations.append(_deviation(row, site, shown, zone))
+        if row["rule"] in DEVIATION_RULES:
+            deviations.append(_deviation(row, outcome, site, shown, zone=zone, words=words))
+    deviations.sort(key=lambda d: DEVIATION_OUTCOMES.index(d["outcome"]))  # stable: shown order kept
     counts = [
-        {"rule": rule, "arm": arm, "site": site, "shown": c["shown"], "accepted": c["accepted"],
-         "overridden": c["overridden"], "noFeedback": c["noFeedback"],
+        {"rule": rule, "ruleLabel": words.rule(rule), "arm": arm, "site": site, "shown": c["shown"],
+         "accepted": c["accepted"], "overridden": c["overridden"], "noFeedback": c["noFeedback"],
          "overriddenByReason": sorted(reasons[(rule, arm, site)].values(), key=lambda r: (-r["count"],
                                                                                           str(r["code"])))}
         for (rule, arm, site), c in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1] or "",
@@ -155,26 +189,38 @@ def build_report(engine: Engine, *, zone: ZoneInfo, since: date | None = None,
         "counts": counts,
         "weeks": _weeks(weeks),
         "potentialDeviations": deviations,
+        "deviationsByOutcome": {name: sum(d["outcome"] == name for d in deviations)
+                                for name in DEVIATION_OUTCOMES},
         "feedbackForUnknownCards": unknown,
     }
 
 
-def _deviation(row: Mapping[str, Any], site: str, shown: datetime, zone: ZoneInfo) -> dict[str, Any]:
+def _deviation(row: Mapping[str, Any], outcome: str, site: str, shown: datetime, *, zone: ZoneInfo,
+               words: Vocabulary) -> dict[str, Any]:
+    """One arm B warning; `cycle`/`cycleDay` are those of the order's first day (the rules place it)."""
+    overridden = outcome == "overridden"
+    order_date = row.get("order_date")
     return {
+        "outcome": outcome,
+        "outcomeLabel": OUTCOME_WORDS[outcome],
         "studySubjectId": row["study_subject_id"],
         "patientKey": row["patient_key"],
         "patientKeySource": row["patient_key_source"],
-        "date": shown.date().isoformat(),
+        # None for cards recorded before the order's day was (schema revision 0002).
+        "orderDate": order_date.isoformat() if order_date else None,
+        "shownOn": shown.date().isoformat(),
         "study": row["study"],
         "arm": row["arm"],
         "regimen": row["regimen"],
         "cycle": row["cycle"],
         "cycleDay": row["cycle_day"],
         "rule": row["rule"],
-        "overriddenAt": _utc(row["outcome_at"]).astimezone(zone).isoformat(timespec="minutes"),
-        "reason": {"system": row["override_system"], "code": row["override_code"],
-                   "display": row["override_display"]},
-        "comment": row["user_comment"],
+        "ruleLabel": words.rule(row["rule"]),
+        "outcomeAt": (_utc(row["outcome_at"]).astimezone(zone).isoformat(timespec="minutes")
+                      if row["outcome_at"] else None),
+        "reason": (words.reason(row["override_system"], row["override_code"], row["override_display"])
+                   if overridden else {"system": None, "code": None, "display": None}),
+        "comment": row["user_comment"] if overridden else None,
         "site": site,
         "serviceId": row["service_id"],
         "cardUuid": row["card_uuid"],
@@ -221,10 +267,10 @@ def _cell(value: Any) -> Any:
 
 
 COUNT_COLUMNS = ("rule", "arm", "site", "shown", "accepted", "overridden", "no_feedback",
-                 "overridden_by_reason")
-DEVIATION_COLUMNS = ("study_subject_id", "patient_key", "date", "cycle", "cycle_day", "arm", "regimen",
-                     "rule", "overridden_at", "reason_code", "reason_display", "reason_system", "comment",
-                     "site", "service_id", "card_uuid")
+                 "overridden_by_reason", "rule_label")
+DEVIATION_COLUMNS = ("outcome", "study_subject_id", "patient_key", "order_date", "cycle", "cycle_day",
+                     "shown_on", "arm", "regimen", "rule", "rule_label", "outcome_at", "reason_code",
+                     "reason_display", "reason_system", "comment", "site", "service_id", "card_uuid")
 
 
 def render_csv(report: Mapping[str, Any]) -> str:
@@ -235,15 +281,16 @@ def render_csv(report: Mapping[str, Any]) -> str:
     for c in report["counts"]:
         by_reason = "; ".join(f"{_reason_label(r)}: {r['count']}" for r in c["overriddenByReason"])
         writer.writerow([_cell(v) for v in (c["rule"], c["arm"], c["site"], c["shown"], c["accepted"],
-                                            c["overridden"], c["noFeedback"], by_reason)])
+                                            c["overridden"], c["noFeedback"], by_reason, c["ruleLabel"])])
     writer.writerow([])
     writer.writerow(DEVIATION_COLUMNS)
     for d in report["potentialDeviations"]:
         reason = d["reason"]
         writer.writerow([_cell(v) for v in (
-            d["studySubjectId"], d["patientKey"], d["date"], d["cycle"], d["cycleDay"], d["arm"],
-            d["regimen"], d["rule"], d["overriddenAt"], reason["code"], reason["display"], reason["system"],
-            d["comment"], d["site"], d["serviceId"], d["cardUuid"])])
+            d["outcomeLabel"], d["studySubjectId"], d["patientKey"], d["orderDate"], d["cycle"],
+            d["cycleDay"], d["shownOn"], d["arm"], d["regimen"], d["rule"], d["ruleLabel"], d["outcomeAt"],
+            reason["code"], reason["display"], reason["system"], d["comment"], d["site"], d["serviceId"],
+            d["cardUuid"])])
     return out.getvalue()
 
 
@@ -289,35 +336,86 @@ def _esc(value: Any) -> str:
     return "" if value is None else html.escape(str(value))
 
 
+def _reason_words(reason: Mapping[str, Any]) -> str:
+    """A reason as the trial team reads it: its display, else its code."""
+    return reason.get("display") or reason.get("code") or "no reason given"
+
+
+def _rule_cell(rule: str, label: str) -> str:
+    if label == rule:
+        return _esc(rule)
+    return f'{_esc(label)}<br><span class="code">{_esc(rule)}</span>'
+
+
+# Column headings and their share of the page's width: a fixed layout wraps every cell inside the page
+# (the reason and the comment get the most room and are never cut).
+_DEVIATION_HEAD = (("Study subject", 9), ("Order day", 9), ("Cycle", 6), ("Day", 5), ("Arm", 5),
+                   ("Regimen", 8), ("Rule", 13), ("Feedback at", 10), ("Reason", 14), ("Comment", 15),
+                   ("Site", 6))
+
+
+def _deviation_row(d: Mapping[str, Any]) -> str:
+    subject = (_esc(d["studySubjectId"]) if d["studySubjectId"]
+               else f'(no study subject id) key <span class="key-id">{_esc(d["patientKey"])}</span>')
+    day = (_esc(d["orderDate"]) if d["orderDate"]
+           else f"not recorded (card shown {_esc(d['shownOn'])})")
+    reason = _esc(_reason_words(d["reason"])) if d["outcome"] == "overridden" else ""
+    cells = [
+        (subject, "subject"), (day, "day"), (_esc(d["cycle"]), "n"), (_esc(d["cycleDay"]), "n"),
+        (_esc(d["arm"]), ""), (_esc(d["regimen"]), ""), (_rule_cell(d["rule"], d["ruleLabel"]), "rule"),
+        (_esc(d["outcomeAt"].replace("T", " ")) if d["outcomeAt"] else "—", "day"), (reason, "text"),
+        (_esc(d["comment"]), "text"), (_esc(d["site"]), ""),
+    ]
+    return "<tr>" + "".join(f'<td class="{cls}">{value}</td>' if cls else f"<td>{value}</td>"
+                            for value, cls in cells) + "</tr>"
+
+
+def _deviation_sections(report: Mapping[str, Any]) -> str:
+    """One table per outcome: overridden, no feedback — outcome unknown, accepted."""
+    parts = []
+    cols = "".join(f'<col style="width:{share}%">' for _, share in _DEVIATION_HEAD)
+    head = "".join(f"<th>{h}</th>" for h, _ in _DEVIATION_HEAD)
+    for outcome in DEVIATION_OUTCOMES:
+        rows = [d for d in report["potentialDeviations"] if d["outcome"] == outcome]
+        parts.append(f"<h3>{_esc(OUTCOME_WORDS[outcome].capitalize())} ({len(rows)})</h3>")
+        if not rows:
+            parts.append('<p class="empty">None.</p>')
+            continue
+        parts.append(f'<table class="dev"><colgroup>{cols}</colgroup><thead><tr>{head}</tr></thead><tbody>'
+                     f"{''.join(_deviation_row(d) for d in rows)}</tbody></table>")
+    return "\n".join(parts)
+
+
+_REPORT_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em;color:#222}
+table{border-collapse:collapse;margin:1em 0;width:100%}th,td{border:1px solid #ccc;padding:4px 8px;
+text-align:left;vertical-align:top;overflow-wrap:break-word}th{background:#f2f2f2}td.n{text-align:right}
+svg text{font-size:11px;fill:#444}svg text.small{font-size:9px}svg .grid{stroke:#ddd}
+.key{margin-right:1.5em}.key i{display:inline-block;width:10px;height:10px;margin-right:4px}
+.empty{color:#777}.code{color:#666;font-size:.85em}.key-id{font-family:monospace;font-size:.8em;
+word-break:break-all}table.dev{table-layout:fixed;font-size:.9em}.dev th,.dev td{padding:3px 5px}
+@media print{body{margin:0;font-size:9pt}th,td{padding:2px 4px}}
+"""
+
+
 def render_html(report: Mapping[str, Any]) -> str:
-    """One self-contained page: no script, no external style, font or image."""
+    """One self-contained page: no script, no external style, font or image. Tables take the page's width
+    and wrap their cells (the reason and the comment are never cut)."""
     totals = report["totals"]
     legend = "".join(f'<span class="key"><i style="background:{_COLOURS[n]}"></i>{_LABELS[n]}</span>'
                      for n in OUTCOMES)
     count_rows = "".join(
-        "<tr>" + "".join(f"<td>{_esc(v)}</td>" for v in (c["rule"], c["arm"], c["site"])) +
+        f'<tr><td class="rule">{_rule_cell(c["rule"], c["ruleLabel"])}</td>' +
+        "".join(f"<td>{_esc(v)}</td>" for v in (c["arm"], c["site"])) +
         "".join(f'<td class="n">{c[k]}</td>' for k in ("shown", "accepted", "overridden", "noFeedback")) +
-        "<td>" + "<br>".join(f"{_esc(_reason_label(r))}: {r['count']}" for r in c["overriddenByReason"]) +
+        "<td>" + "<br>".join(f"{_esc(_reason_words(r))}: {r['count']}" for r in c["overriddenByReason"]) +
         "</td></tr>"
         for c in report["counts"])
-    deviation_rows = "".join(
-        "<tr>" + "".join(f"<td>{_esc(v)}</td>" for v in (
-            d["studySubjectId"] or f"(no study subject id; key {d['patientKey']})", d["date"], d["cycle"],
-            d["cycleDay"], d["arm"], d["regimen"], d["rule"], d["overriddenAt"], _reason_label(d["reason"]),
-            d["comment"], d["site"])) + "</tr>"
-        for d in report["potentialDeviations"])
     since = f"since {_esc(report['since'])}" if report["since"] else "all recorded cards"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>{_esc(report['title'])}</title>
-<style>
-body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}
-table{{border-collapse:collapse;margin:1em 0}}th,td{{border:1px solid #ccc;padding:4px 8px;text-align:left;
-vertical-align:top}}th{{background:#f2f2f2}}td.n{{text-align:right}}
-svg text{{font-size:11px;fill:#444}}svg text.small{{font-size:9px}}svg .grid{{stroke:#ddd}}
-.key{{margin-right:1.5em}}.key i{{display:inline-block;width:10px;height:10px;margin-right:4px}}
-.empty{{color:#777}}.dev td{{white-space:nowrap}}.dev td:nth-child(10){{white-space:normal}}
-</style></head><body>
+<style>{_REPORT_STYLE}</style></head><body>
 <h1>{_esc(report['title'])}</h1>
 <p>{since}; dates in {_esc(report['timezone'])}; generated {_esc(report['generatedAt'])}.
 Cards shown: {totals['shown']} — accepted {totals['accepted']}, overridden {totals['overridden']},
@@ -328,10 +426,10 @@ no feedback {totals['noFeedback']}. Feedback for unknown cards: {report['feedbac
 <h2>Per rule, arm and site</h2>
 <table><thead><tr><th>Rule</th><th>Arm</th><th>Site</th><th>Shown</th><th>Accepted</th><th>Overridden</th>
 <th>No feedback</th><th>Overridden, by reason</th></tr></thead><tbody>{count_rows}</tbody></table>
-<h2>Potential deviations: overridden arm B warnings ({len(report['potentialDeviations'])})</h2>
-<table class="dev"><thead><tr><th>Study subject</th><th>Date</th><th>Cycle</th><th>Day</th><th>Arm</th>
-<th>Regimen</th><th>Rule</th><th>Overridden at</th><th>Reason</th><th>Comment</th><th>Site</th></tr></thead>
-<tbody>{deviation_rows}</tbody></table>
+<h2>Potential deviations: every arm B warning, by outcome ({len(report['potentialDeviations'])})</h2>
+<p>The order's first day and its cycle; most EHRs send no feedback, so a warning signed anyway shows as
+"no feedback — outcome unknown": check those orders.</p>
+{_deviation_sections(report)}
 </body></html>
 """
 
@@ -365,9 +463,12 @@ def run(args: argparse.Namespace) -> int:
         zone = ZoneInfo(config.timezone)
     except (KeyError, ValueError):
         raise ConfigError(f"CDS_TIMEZONE={config.timezone!r} is not a known time zone") from None
+    # The published CodeSystem names the rules and override reasons; the service refuses to start
+    # without these artifacts, so the report reads the same ones.
+    words = Vocabulary.of(shared_knowledge(config.plan_definitions, config.local_valuesets))
     engine = open_for_report(config.database_url)
     try:
-        report = build_report(engine, zone=zone, since=args.since)
+        report = build_report(engine, zone=zone, since=args.since, words=words)
     except SQLAlchemyError as exc:
         raise _unreadable(exc) from None
     finally:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from cds_service.hooks.feedback import FeedbackEntry
@@ -44,6 +44,16 @@ def _text(value: Any, limit: int) -> str | None:
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _date(value: Any) -> date | None:
+    """An ISO day (`2026-11-18`); anything else is not recorded rather than failing the row."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return date.fromisoformat(value.strip()[:10])
+    except ValueError:
+        return None
 
 
 def study_subject_id(record: PatientRecord, study: str) -> str | None:
@@ -95,6 +105,7 @@ def card_rows(service_id: str, request: HookRequest, record: PatientRecord,
             "patient_key": pseudonym(subject if subject else request.patient_id, salt),
             "patient_key_source": KEY_STUDY_SUBJECT if subject else KEY_EHR_PATIENT,
             "study_subject_id": subject if subject and rule in DEVIATION_RULES else None,
+            "order_date": _date(found.get("orderDate")),
         })
     return rows
 

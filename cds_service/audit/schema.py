@@ -6,6 +6,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     Index,
     Integer,
@@ -48,6 +49,9 @@ card = Table(
     # "study-subject" (ResearchSubject.identifier) or "ehr-patient" (context.patientId).
     Column("patient_key_source", String(16), nullable=False),
     Column("study_subject_id", Text),
+    # The order's first day (`extension.dexfree.orderDate`), in the patients' calendar: what a deviation
+    # is dated by. None for cards about no order, and for cards recorded before revision 0002.
+    Column("order_date", Date),
     Index("ix_audit_card_shown_at", "shown_at"),
 )
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from datetime import date
 from typing import Any
 
 from cds_service.hooks.response import coding, link
 from cds_service.knowledge.model import Knowledge
+from cds_service.published.locations import served_json_url, served_page_url
 
 SOURCE_LABEL = "Dex-Free CDS · NCT06561854"
 
@@ -34,10 +36,12 @@ def dexfree_extension(knowledge: Knowledge, rule: str, evidence: Iterable[str] =
                       **findings: Any) -> dict[str, Any]:
     """`card.extension.dexfree`: the rule id, the study, the findings and the FHIR references used.
 
-    Integrators route and count cards by it; the audit trail records it. Empty findings are left out by
-    the response builder.
+    Integrators route and count cards by it; the audit trail records it (`orderDate`, the order's first
+    day, is what the deviation report dates an arm B warning by). Dates are written as ISO days; empty
+    findings are left out by the response builder.
     """
-    return {"dexfree": {"rule": rule, "study": knowledge.study.nct_id, **findings,
+    shown = {key: value.isoformat() if isinstance(value, date) else value for key, value in findings.items()}
+    return {"dexfree": {"rule": rule, "study": knowledge.study.nct_id, **shown,
                         "evidence": sorted(set(evidence))}}
 
 
@@ -53,3 +57,30 @@ def markdown_table(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
 
 def override_reasons(knowledge: Knowledge) -> list[dict[str, Any]]:
     return [reason.as_json() for reason in knowledge.override_reasons]
+
+
+def served_links(cards: list[dict[str, Any]], knowledge: Knowledge, base_url: str) -> list[dict[str, Any]]:
+    """The cards with `source.url` and link URLs naming a published artifact by its canonical made to point
+    where this service serves it, under `base_url` (cds_service/published/locations.py).
+
+    Cards name artifacts by canonical URL, their identity (kept as is in `extension.dexfree` and
+    discovery); only a call knows the public base URL, so the service resolves them once per call,
+    whatever builder made the card. `source.url` becomes the artifact's FHIR JSON (the published rule);
+    a link becomes what a clinician can read: a regimen's page, the protocol's regimens. Other URLs
+    (ClinicalTrials.gov) are left alone.
+    """
+    for card in cards:
+        source_ = card.get("source")
+        if isinstance(source_, Mapping) and isinstance(source_.get("url"), str):
+            card["source"] = {**source_, "url": served_json_url(knowledge, source_["url"], base_url)}
+        links = card.get("links")
+        if isinstance(links, list):
+            card["links"] = [_served_link(item, knowledge, base_url) for item in links]
+    return cards
+
+
+def _served_link(item: Any, knowledge: Knowledge, base_url: str) -> Any:
+    # A SMART link launches an app at its own URL: never rewritten.
+    if not isinstance(item, Mapping) or not isinstance(item.get("url"), str) or item.get("type") == "smart":
+        return item
+    return {**item, "url": served_page_url(knowledge, item["url"], base_url)}

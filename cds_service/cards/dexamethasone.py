@@ -94,6 +94,7 @@ def _extension(knowledge: Knowledge, finding: DexFinding) -> dict[str, Any]:
         regimen=finding.regimen,
         cycle=finding.cycle,
         cycleDay=finding.cycle_day,
+        orderDate=finding.facts.start if finding.facts else None,
     )
 
 

@@ -380,8 +380,9 @@ def cycle_clock(
             # A pause of a few cycles (toxicity) inside the study looks like a new course: restarting the
             # clock there would hide an arm B warning, so neither side is taken.
             stopped, restarted = before[-1][0].isoformat(), course[0][0].isoformat()
-            problems.append(f"the enrolment has no date and isatuximab stopped on {stopped} then restarted "
-                            f"on {restarted}: a pause in the study course cannot be told from a previous line")
+            problems.append(f"the enrolment has no date and isatuximab stopped on {stopped}, then restarted "
+                            f"on {restarted}: a pause in the study course cannot be told from a previous "
+                            "line")
         elif before:
             doubts.append(f"the enrolment has no date: isatuximab given or ordered from "
                           f"{before[0][0].isoformat()} to {before[-1][0].isoformat()} is taken for a "

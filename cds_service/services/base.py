@@ -24,6 +24,9 @@ class ServiceCall:
     knowledge: Knowledge
     today: date
     config: Config
+    # The service's public base URL for this call (CDS_BASE_URL, else the URL called), without a trailing
+    # slash: where its published artifacts and regimen pages are served (cds_service/published/).
+    base_url: str = ""
 
     @property
     def zone(self) -> ZoneInfo:

@@ -11,9 +11,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from cds_service.audit.report import NO_SITE, build_report, open_for_report, render
+from cds_service.audit.report import NO_SITE, Vocabulary, build_report, open_for_report, render
 from cds_service.cli import main
+from cds_service.config import Config
 from cds_service.hooks.feedback import parse_feedback
+from cds_service.knowledge.model import shared_knowledge
 from cds_service.security.caller import ANONYMOUS, Caller
 from tests.audit.conftest import SERVICE_ID, at, feedback_body, hook_request, runtime_with
 
@@ -81,6 +83,9 @@ EXPECTED_COUNTS = [
     {"rule": "unknown", "arm": None, "site": NO_SITE, "shown": 1, "accepted": 0, "overridden": 0,
      "noFeedback": 1, "overriddenByReason": []},
 ]
+# The report names rules in the published CodeSystem's words (tests/audit/test_deviations.py checks them).
+WORDS = Vocabulary.of(shared_knowledge(Config().plan_definitions))
+EXPECTED_COUNTS = [{**c, "ruleLabel": WORDS.rule(c["rule"])} for c in EXPECTED_COUNTS]
 EXPECTED_WEEKS = [
     {"week": "2026-W45", "start": "2026-11-02", "shown": 5, "accepted": 2, "overridden": 2, "noFeedback": 1},
     {"week": "2026-W46", "start": "2026-11-09", "shown": 3, "accepted": 1, "overridden": 1, "noFeedback": 1},
@@ -92,7 +97,7 @@ EXPECTED_WEEKS = [
 def report_of(store, since=None):
     engine = open_for_report(store.url.render_as_string(hide_password=False))
     try:
-        return build_report(engine, zone=PARIS, since=since)
+        return build_report(engine, zone=PARIS, since=since, words=WORDS)
     finally:
         engine.dispose()
 
@@ -105,20 +110,22 @@ def test_json_report_has_the_fixture_counts_and_deviations(audited):
     assert report["weeks"] == EXPECTED_WEEKS
     assert report["feedbackForUnknownCards"] == 1
     deviations = report["potentialDeviations"]
-    assert [d["cardUuid"] for d in deviations] == [cards["c2"], cards["c3"], cards["c7"]]
-    first, second, third = deviations
-    assert {k: first[k] for k in ("studySubjectId", "patientKeySource", "date", "arm", "regimen", "cycle",
-                                  "cycleDay", "rule", "overriddenAt", "comment", "site", "study")} == {
-        "studySubjectId": "DXF-0042", "patientKeySource": "study-subject", "date": "2026-11-03", "arm": "B",
+    # Every arm B warning: the overridden ones first, then the accepted ones (none without feedback here).
+    assert [d["cardUuid"] for d in deviations] == [cards["c2"], cards["c3"], cards["c7"], cards["c1"],
+                                                   cards["c6"]]
+    first, second, third = deviations[:3]
+    assert {k: first[k] for k in ("studySubjectId", "patientKeySource", "shownOn", "arm", "regimen", "cycle",
+                                  "cycleDay", "rule", "outcomeAt", "comment", "site", "study")} == {
+        "studySubjectId": "DXF-0042", "patientKeySource": "study-subject", "shownOn": "2026-11-03", "arm": "B",
         "regimen": "ICARIA", "cycle": 3, "cycleDay": 1, "rule": "dex-after-cycle-2",
-        "overriddenAt": "2026-11-03T11:05+01:00", "comment": "Premedication before isatuximab",
+        "outcomeAt": "2026-11-03T11:05+01:00", "comment": "Premedication before isatuximab",
         "site": "site-a", "study": "NCT06561854"}
     assert first["reason"] == {"system": "https://dexfree.example/override", "code": "premedication",
                                "display": "Premedication"}
     assert (second["cycle"], second["cycleDay"], second["reason"]["code"], second["comment"]) == (
         4, 8, "other", RISKY_COMMENT)
     # Shown at 23:00 UTC on the 10th: the 11th in Paris, where the trial team works.
-    assert (third["studySubjectId"], third["date"], third["site"], third["reason"]["code"]) == (
+    assert (third["studySubjectId"], third["shownOn"], third["site"], third["reason"]["code"]) == (
         "DXF-0107", "2026-11-11", "site-b", None)
 
 
@@ -127,7 +134,7 @@ def test_since_keeps_the_cards_shown_from_that_day_on(audited):
     report = report_of(store, since=date(2026, 11, 9))
     assert report["since"] == "2026-11-09"
     assert report["totals"] == {"shown": 4, "accepted": 1, "overridden": 1, "noFeedback": 2}
-    assert [d["cardUuid"] for d in report["potentialDeviations"]] == [cards["c7"]]
+    assert [d["cardUuid"] for d in report["potentialDeviations"]] == [cards["c7"], cards["c6"]]
     assert [w["week"] for w in report["weeks"]] == ["2026-W46", "2026-W47", "2026-W48"]
     assert report_of(store, since=date(2026, 12, 1))["counts"] == []
 
@@ -154,9 +161,10 @@ def test_csv_report_has_the_same_numbers_and_is_safe_in_a_spreadsheet(audited):
     assert counts[4][7] == "no reason given: 1"
     header, *rows = deviations
     by_column = [dict(zip(header, row, strict=True)) for row in rows]
-    assert [(d["study_subject_id"], d["date"], d["cycle"], d["reason_code"]) for d in by_column] == [
+    assert [(d["study_subject_id"], d["shown_on"], d["cycle"], d["reason_code"]) for d in by_column] == [
         ("DXF-0042", "2026-11-03", "3", "premedication"), ("DXF-0042", "2026-11-03", "4", "other"),
-        ("DXF-0107", "2026-11-11", "2", "")]
+        ("DXF-0107", "2026-11-11", "2", ""), ("DXF-0042", "2026-11-03", "3", ""),
+        ("DXF-0107", "2026-11-10", "2", "")]
     # A comment that starts like a formula is not run by the spreadsheet.
     assert by_column[1]["comment"] == "'" + RISKY_COMMENT
 
@@ -176,10 +184,11 @@ def test_html_report_is_self_contained_with_a_weekly_chart(audited):
     heights = [float(h) for h in re.findall(r'<rect [^>]*height="([\d.]+)"', svg)]
     assert heights[:3] == [64.0, 64.0, 32.0]
     assert "W47" in svg  # an empty week keeps its place
-    rows = re.findall(r"<tr><td>dex-after-cycle-2</td><td>B</td><td>site-a</td>(.*?)</tr>", page)
+    rows = re.findall(r'<tr><td class="rule">[^<]*<br><span class="code">dex-after-cycle-2</span></td>'
+                      r"<td>B</td><td>site-a</td>(.*?)</tr>", page)
     assert re.findall(r'class="n">(\d+)<', rows[0]) == ["3", "1", "2", "0"]
     assert "Cards shown: 9" in page and "Feedback for unknown cards: 1" in page
-    assert "DXF-0107" in page and "Potential deviations: overridden arm B warnings (3)" in page
+    assert "DXF-0107" in page and "Potential deviations: every arm B warning, by outcome (5)" in page
     assert "&lt;b&gt;not bold&lt;/b&gt;" in page and "<b>not bold" not in page
 
 
@@ -220,4 +229,4 @@ def test_report_of_an_empty_store(open_store):
     assert report["counts"] == [] and report["weeks"] == [] and report["potentialDeviations"] == []
     assert "No cards in this period." in render(report, "html")
     assert csv_tables(render(report, "csv"))[0] == [["rule", "arm", "site", "shown", "accepted", "overridden",
-                                                    "no_feedback", "overridden_by_reason"]]
+                                                    "no_feedback", "overridden_by_reason", "rule_label"]]

@@ -65,9 +65,12 @@ def test_served_calls_and_feedback_are_recorded_and_reported(database_url):
     report = json.loads(result.stdout)
     assert report["totals"] == {"shown": 7, "accepted": 1, "overridden": 1, "noFeedback": 5}
     assert report["feedbackForUnknownCards"] == 1
-    (deviation,) = report["potentialDeviations"]
+    # Every arm B warning: the overridden one first, then the five no EHR answered for.
+    deviation, *silent = report["potentialDeviations"]
     assert (deviation["studySubjectId"], deviation["cycle"], deviation["reason"]["code"], deviation["comment"]) == (
         SUBJECT_ID, 4, "premedication-isatuximab", COMMENT)
+    assert deviation["reason"]["display"] == warning["overrideReasons"][0]["display"]
+    assert [(d["outcome"], d["orderDate"]) for d in silent] == [("noFeedback", day_of(4, 1).isoformat())] * 5
     assert {(c["rule"], c["shown"]) for c in report["counts"]} == {("dex-after-cycle-2", 6), ("trial-status", 1)}
     # Neither the server's log nor the report's messages carry patient data or the comment.
     for private in (SUBJECT_ID, "pat-42", COMMENT):

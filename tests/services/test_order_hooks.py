@@ -205,7 +205,7 @@ def test_warning_card_explains_itself(client, knowledge):
         assert needed in detail, needed
     finding = card["extension"]["dexfree"]
     assert finding == {"rule": "dex-after-cycle-2", "study": "NCT06561854", "arm": "B", "regimen": "ICARIA",
-                       "cycle": 3, "cycleDay": 1,
+                       "cycle": 3, "cycleDay": 1, "orderDate": "2026-10-27",
                        "evidence": ["CarePlan/cp-1", "MedicationRequest/dex-1", "ResearchSubject/subj-1"]}
     [remove] = card["suggestions"]
     assert remove["actions"] == [{"type": "delete", "description": "Remove the draft dexamethasone order "
@@ -213,8 +213,8 @@ def test_warning_card_explains_itself(client, knowledge):
     assert [r["code"] for r in card["overrideReasons"]] == ["premedication-isatuximab", "non-myeloma-indication",
                                                             "approved-deviation"]
     assert card["links"][0]["url"] == "https://clinicaltrials.gov/study/NCT06561854"
-    assert card["links"][1]["url"].endswith("/PlanDefinition/icaria-arm-b")
-    assert card["source"]["url"] == knowledge.rule.partition("|")[0]
+    assert card["links"][1]["url"] == "http://localhost/regimens/icaria-arm-b"
+    assert card["source"]["url"] == "http://localhost/fhir/PlanDefinition/dex-free-arm-b-rule"
     # Cycle 3 day 1 is an isatuximab day: the premedication question is raised, not answered.
     assert "premedication" in detail and "does not say" in detail
 

@@ -1,0 +1,1 @@
+"""What the service publishes without authentication: its FHIR artifacts and readable regimen pages."""
