@@ -2,34 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cds_service.cards.common import dexfree_extension, markdown_table, protocol_link, source
 from cds_service.hooks.response import card
 from cds_service.knowledge.model import Knowledge
 from cds_service.rules.criteria import MET, NOT_MET
-from cds_service.rules.eligibility import ELIGIBLE, NOT_ELIGIBLE, Assessment, assess, has_myeloma
+from cds_service.rules.eligibility import ELIGIBLE, NOT_ELIGIBLE, Assessment
 from cds_service.rules.enrolment import Enrolment
-from cds_service.rules.facts import Options
-
-if TYPE_CHECKING:  # services import the cards: the call type is only named here
-    from cds_service.services.base import ServiceCall
 
 RULE = "eligibility"
 _SHOWN = {MET: "met", NOT_MET: "**not met**"}
-
-
-def eligibility_cards(call: ServiceCall, enrolled: Enrolment | None) -> list[dict[str, Any]]:
-    """The card for a patient not on study treatment: none without myeloma, none once the study ended for
-    them, none when decisively not eligible unless CDS_SHOW_NOT_ELIGIBLE is set."""
-    if enrolled is not None and enrolled.phase != "screening":
-        return []
-    if not has_myeloma(call.record, call.knowledge):
-        return []
-    assessment = assess(call.record, call.knowledge, call.today, Options.from_config(call.config))
-    if assessment.overall == NOT_ELIGIBLE and not call.config.show_not_eligible:
-        return []
-    return [eligibility_card(assessment, call.knowledge, enrolled)]
 
 
 def _regimens(assessment: Assessment) -> str:

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cds_service.errors import CdsError
 from cds_service.hooks.response import prune
-
-if TYPE_CHECKING:
-    from cds_service.services.base import ServiceCall
 
 
 @dataclass(frozen=True)
@@ -22,7 +19,8 @@ class ServiceDefinition:
     title: str
     description: str
     prefetch: Mapping[str, str]
-    evaluate: Callable[[ServiceCall], list[dict[str, Any]]] = field(repr=False)
+    # Called with the services layer's ServiceCall; typed loosely so that this layer does not import it.
+    evaluate: Callable[[Any], list[dict[str, Any]]] = field(repr=False)
     usage_requirements: str | None = None
     # Record parts that must be available for an answer; without them the call is answered 412.
     needs: tuple[str, ...] = ()

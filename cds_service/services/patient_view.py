@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from cds_service.cards.dexamethasone import trial_status
-from cds_service.cards.eligibility import eligibility_cards
+from cds_service.cards.eligibility import eligibility_card
 from cds_service.fhir.prefetch import TEMPLATES, templates
 from cds_service.hooks.registry import ServiceDefinition
 from cds_service.rules.dexamethasone import situation
+from cds_service.rules.eligibility import NOT_ELIGIBLE, assess, has_myeloma
+from cds_service.rules.enrolment import Enrolment
+from cds_service.rules.facts import Options
 from cds_service.services.base import ServiceCall
 
 _PARTS = tuple(TEMPLATES)
@@ -19,12 +22,25 @@ _NEEDS = ("patient", "conditions", "medicationRequests", "medicationAdministrati
           "carePlans")
 
 
+def _eligibility(call: ServiceCall, enrolled: Enrolment | None) -> list[dict[str, Any]]:
+    """The card for a patient not on study treatment: none without myeloma, none once the study ended for
+    them, none when decisively not eligible unless CDS_SHOW_NOT_ELIGIBLE is set."""
+    if enrolled is not None and enrolled.phase != "screening":
+        return []
+    if not has_myeloma(call.record, call.knowledge):
+        return []
+    assessment = assess(call.record, call.knowledge, call.today, Options.from_config(call.config))
+    if assessment.overall == NOT_ELIGIBLE and not call.config.show_not_eligible:
+        return []
+    return [eligibility_card(assessment, call.knowledge, enrolled)]
+
+
 def evaluate(call: ServiceCall) -> list[dict[str, Any]]:
     """The trial-status card for a patient on study treatment; the eligibility card for the others."""
     where = situation(call.record, call.knowledge, call.today, call.zone)
     if where is not None and where.enrolled.on_treatment:
         return [trial_status(where, call.knowledge, call.today)]
-    return eligibility_cards(call, where.enrolled if where else None)
+    return _eligibility(call, where.enrolled if where else None)
 
 
 PATIENT_VIEW = ServiceDefinition(
