@@ -66,7 +66,8 @@ class Runtime:
         # Searches restricted to what the rules read (discovery shows the same templates).
         self.registry = self.registry.with_prefetch(narrowed(self.knowledge))
         # Per service: the raw resources worth validating; validated content is remembered across calls.
-        self.keep = {service.id: relevance(self.knowledge, service.drugs) for service in self.registry}
+        self.keep = {service.id: relevance(self.knowledge, *([service.drugs] if service.drugs else []))
+                     for service in self.registry}
         self.parse_cache = ParseCache(self.config.parse_cache_size)
         # The override reasons the cards offer: a reason sent back as a bare code is named from it.
         self.reasons = ReasonCatalogue.of(self.knowledge.override_reasons)

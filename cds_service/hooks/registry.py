@@ -26,7 +26,8 @@ class ServiceDefinition:
     needs: tuple[str, ...] = ()
     # The drugs (ValueSet ids) whose orders and administrations the service's rules read: history of
     # other drugs is not validated (see knowledge/relevance.py).
-    drugs: tuple[str, ...] = ("myeloma-therapy",)
+    # None: every anti-myeloma drug (knowledge/reads.py MEDICATION_SET).
+    drugs: tuple[str, ...] | None = None
 
     def discovery_entry(self, extension: Mapping[str, Any] | None = None) -> dict[str, Any]:
         return prune({

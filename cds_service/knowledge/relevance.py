@@ -3,7 +3,7 @@
 Medication requests, administrations and statements matter when their drug is one the service reads
 (the order hooks: the regimen drugs; patient-view: every anti-myeloma drug, for the lines of therapy)
 or when it is given by reference (the referenced Medication decides, later); Observations when their
-code is one the eligibility criteria read (rules/facts.py: ECOG, response, pregnancy and breastfeeding
+code is one the eligibility criteria read (knowledge/reads.py: ECOG, response, pregnancy and breastfeeding
 status). Every other part is kept whole: conditions, procedures, enrolments and care plans are few and
 all of them may matter.
 """
@@ -16,8 +16,8 @@ from typing import Any
 
 from cds_service.fhir.prefetch import STUDY_KEY, with_codes, with_study
 from cds_service.knowledge.model import Knowledge
+from cds_service.knowledge.reads import MEDICATION_SET, OBSERVATION_SETS
 from cds_service.knowledge.terminology import CodeSet
-from cds_service.rules.facts import MEDICATION_SET, OBSERVATION_SETS
 
 MEDICATION_PARTS = ("medicationRequests", "medicationAdministrations", "medicationStatements")
 

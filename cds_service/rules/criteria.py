@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from cds_service.knowledge.reads import PROCEDURE_SETS
 from cds_service.rules.dates import age_on
 from cds_service.rules.enrolment import ENDED, SCREENING, study_of
 from cds_service.rules.facts import (
     PROCEDURE_PLANNED,
-    PROCEDURE_SETS,
     VERIFICATION_VOID,
     Facts,
     activity,

@@ -34,17 +34,6 @@ OBSERVATION_DONE = frozenset({"final", "amended", "corrected"})
 PROCEDURE_DONE = frozenset({"completed", "in-progress", "unknown"})
 PROCEDURE_PLANNED = frozenset({"preparation"})
 
-# The value sets the criteria read each record part with. Bulk screening keeps only the resources matching
-# one of them (cds_service/screen/relevance.py): a criterion that reads a new value set adds it here.
-CONDITION_SETS = (
-    "multiple-myeloma", "multiple-myeloma-relapse", "other-malignancy", "meningeal-involvement",
-    "cns-secondary-neoplasm", "plasma-cell-leukaemia", "waldenstrom", "poems", "amyloidosis",
-    "amyloidosis-type-not-stated", "copd", "cardiac-disease", "hepatitis-b", "hepatitis-c",
-    "viral-hepatitis-carrier", "hiv", "lactation", "pregnancy", "hct-unspecified",
-)
-OBSERVATION_SETS = ("ecog", "response-observation", "breastfeeding-status", "pregnancy-status")
-PROCEDURE_SETS = ("allogeneic-hct", "hct-unspecified")
-MEDICATION_SET = "myeloma-therapy"
 # mCODE cancer conditions are often coded in SNOMED CT only, outside the ICD-10 value set of other
 # malignancies: a condition claiming one of these profiles is a cancer whatever its code says.
 CANCER_PROFILES = ("mcode-primary-cancer-condition", "mcode-secondary-cancer-condition")

@@ -35,11 +35,10 @@ from datetime import date, timedelta
 from typing import Any
 
 from cds_service.knowledge.model import Knowledge
+from cds_service.knowledge.reads import MEDICATION_SET, PROCEDURE_SETS
 from cds_service.knowledge.terminology import Terminology
 from cds_service.rules.dates import local_date
 from cds_service.rules.facts import (
-    MEDICATION_SET,
-    PROCEDURE_SETS,
     Facts,
     concept_key,
     matcher,

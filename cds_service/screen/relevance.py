@@ -1,7 +1,7 @@
 """Which resources bulk screening keeps, for which patient, and the elements of them it keeps.
 
 A resource is kept when a criterion can read it: a Patient or ResearchSubject; a Condition, Observation or
-Procedure whose code is in one of the value sets the criteria read (rules/facts.py), or a Condition claiming
+Procedure whose code is in one of the value sets the criteria read (knowledge/reads.py), or a Condition claiming
 an mCODE cancer profile; a medication resource
 naming an anti-myeloma drug (or a Medication elsewhere, checked when the patient is assessed). Matching is
 the criteria's own (`CodeSet.match_concept`), on the raw JSON, so the screening record holds exactly what
@@ -16,14 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 from cds_service.knowledge.model import Knowledge
-from cds_service.rules.facts import (
-    CONDITION_SETS,
-    MEDICATION_SET,
-    OBSERVATION_SETS,
-    PROCEDURE_SETS,
-    cancer_profile,
-    matcher,
-)
+from cds_service.knowledge.reads import CONDITION_SETS, MEDICATION_SET, OBSERVATION_SETS, PROCEDURE_SETS
+from cds_service.rules.facts import cancer_profile, matcher
 
 MEDICATION_TYPES = frozenset({"MedicationRequest", "MedicationAdministration", "MedicationStatement"})
 # Resources of no patient that patients' resources point to.
