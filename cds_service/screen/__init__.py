@@ -6,8 +6,8 @@ Design, so that memory does not grow with the number of patients:
    or Bundles, or Bulk FHIR NDJSON files (one resource type per file, several files per type allowed, `.gz`
    too) — one resource at a time. Each resource is assigned to its patient (its own id for a Patient; its
    `subject` / `patient` / `individual` reference otherwise). Only resources the criteria can read are kept
-   (codes in the value sets of knowledge/reads.py, every Patient and ResearchSubject), cut down to the elements
-   the criteria read, and written to a temporary SQLite file with the patient as key. Medication and
+   (codes in the value sets of knowledge/reads.py, every Patient and ResearchSubject), cut down to the
+   elements the criteria read, and written to a temporary SQLite file with the patient as key. Medication and
    ResearchStudy resources, which belong to no patient, go to a second table keyed by reference.
 2. Pass 2 (`run`) reads the SQLite file back in patient order through its index: one patient's resources
    at a time are parsed with the service's R4B path (`fhir.parse.parse_resource`; `intern` reuses complex

@@ -1,8 +1,8 @@
 """Which resources bulk screening keeps, for which patient, and the elements of them it keeps.
 
 A resource is kept when a criterion can read it: a Patient or ResearchSubject; a Condition, Observation or
-Procedure whose code is in one of the value sets the criteria read (knowledge/reads.py), or a Condition claiming
-an mCODE cancer profile; a medication resource
+Procedure whose code is in one of the value sets the criteria read (knowledge/reads.py), or a Condition
+claiming an mCODE cancer profile; a medication resource
 naming an anti-myeloma drug (or a Medication elsewhere, checked when the patient is assessed). Matching is
 the criteria's own (`CodeSet.match_concept`), on the raw JSON, so the screening record holds exactly what
 the criteria would use. Kept resources are cut down to the elements the criteria read (like FHIR's
