@@ -23,7 +23,8 @@ run: $(STAMP)
 	$(BIN)/cds-service serve
 
 # The audit tests need PostgreSQL: the script uses the machine's, or starts (installing it if need be)
-# and afterwards stops a throwaway one; without either the PostgreSQL tests skip, saying why.
+# and afterwards stops a throwaway one. A test whose real part (PostgreSQL, Redis, the FHIR server) is
+# missing fails when CI is set (.ci/run) and skips, saying why, elsewhere.
 test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check .
 	PYTHON=$(BIN)/python bash tests/services/with_postgres.sh $(BIN)/pytest

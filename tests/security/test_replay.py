@@ -20,9 +20,7 @@ from cds_service.security.replay import (
     redis_store,
     token_key,
 )
-from tests.servers import REPO, free_port
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
+from tests.servers import REDIS_URL, REPO, free_port, redis_or_require
 
 
 class Clock:
@@ -113,11 +111,7 @@ def test_sqlite_store_in_an_unwritable_place_stops_the_start(tmp_path):
 
 @pytest.fixture
 def redis_prefix():
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"Redis at {REDIS_URL} is not reachable ({type(exc).__name__}): the Redis store is untested")
+    client = redis_or_require()  # fails under CI, skips elsewhere, when Redis does not answer
     prefix = f"dexfree-test-{uuid.uuid4().hex}:"
     yield prefix
     for key in client.scan_iter(match=prefix + "*"):
@@ -138,11 +132,29 @@ def test_redis_store(redis_prefix):
     assert 290 <= ttl <= 300
 
 
-@pytest.mark.integration
-def test_redis_store_keeps_an_id_until_its_token_expires_not_forever(redis_prefix):
-    store = redis_store(REDIS_URL, prefix=redis_prefix)
-    store.first_use("k", 0)  # already expired: kept for the minimum of one second
-    assert 0 < redis.Redis.from_url(REDIS_URL).ttl(redis_prefix + "k") <= 1
+class RecordingRedis:
+    """Stands for redis.Redis: records each SET and answers as SET NX does (None when the key exists)."""
+
+    def __init__(self):
+        self.sets: list[tuple[str, bytes, bool, int]] = []
+
+    def set(self, name, value, nx=False, ex=None):
+        known = any(key == name for key, *_ in self.sets)
+        self.sets.append((name, value, nx, ex))
+        return None if nx and known else True
+
+
+@pytest.mark.parametrize(("expires_in", "ttl"), [
+    (300, 300), (299.2, 300),  # whole seconds, rounded up: an id is never forgotten before its token expires
+    (0.4, 1), (0, 1), (-50, 1),  # (nearly) expired: the minimum Redis accepts, one second, not forever
+])
+def test_redis_store_keeps_an_id_as_long_as_its_token_lives(expires_in, ttl):
+    clock, client = Clock(), RecordingRedis()
+    store = RedisReplayStore(client, prefix="p:", clock=clock)
+    assert store.first_use("k", clock.now + expires_in) is True
+    assert store.first_use("k", clock.now + expires_in) is False
+    # SET NX with the expiry (not a SET that would overwrite, nor one without EX that would keep it forever).
+    assert client.sets == [("p:k", b"1", True, ttl)] * 2
 
 
 def test_unreachable_redis_stops_the_start_without_its_password():
