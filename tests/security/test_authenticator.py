@@ -255,3 +255,25 @@ def test_the_start_log_says_how_callers_are_checked(issuers_file, caplog):
     assert record.fields == {"issuers": [i.describe() for i in load_issuers(issuers_file).values()],
                              "replayStore": "memory (this process only)", "leewaySeconds": 45}
     assert [i["iss"] for i in record.fields["issuers"]] == [SANDBOX_ISS, "https://ehr.example.org/cds-client"]
+
+
+PER_PROCESS = ("REPLAY STORE PER PROCESS with CDS_WORKERS=2: a token replayed to another worker is accepted. "
+               "Use CDS_REPLAY_DB (a file) or CDS_REDIS_URL.")
+NO_BASE_URL = ("CDS_BASE_URL is unset: the JWT aud is checked against the Host header of each request. "
+               "Set it to the public URL of the service.")
+
+
+@pytest.mark.parametrize("case", [
+    (":memory:", 2, "https://cds.example.org", [PER_PROCESS]),  # ids per process, two processes: replays pass
+    (":memory:", 1, "https://cds.example.org", []),
+    ("file", 2, "https://cds.example.org", []),  # SQLite: shared by the workers
+    ("file", 3, None, [NO_BASE_URL]),
+])
+def test_the_start_warns_of_a_replay_store_per_process_and_of_no_base_url(issuers_file, tmp_path, caplog, case):
+    replay_db, workers, base_url, warnings = case
+    db = str(tmp_path / "replay.sqlite3") if replay_db == "file" else replay_db
+    config = Config(jwt_issuers=issuers_file, replay_db=db, workers=workers, base_url=base_url)
+    with caplog.at_level(logging.INFO):
+        build_authenticator(config)
+    assert [(r.levelno, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING] == [
+        (logging.WARNING, w) for w in warnings]
