@@ -7,7 +7,7 @@ A mutant is *killed* when a test failed (or timed out, or the type checker caugh
 against the score. Mutants mutmut has not run yet (`not checked`) are left out of the score and counted.
 A survivor listed in bench/README.md ("Mutation testing", a line naming it in backticks, then the reason)
 is an *equivalent* mutant: the code behaves the same with it, and no test can tell; it is shown apart and
-does not count against the score. --fail-under makes the exit status 1 when a module with checked mutants
+does not count against the score ("raw" counts it as a survivor). --fail-under makes the exit status 1 when a module with checked mutants
 scores less, or has a survivor that is neither killed nor listed.
 """
 
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     results = load(args.modules)
     failing: list[str] = []
     unaccounted: list[str] = []
-    print(f"{'module':<42} {'killed':>6} {'survived':>8} {'equiv.':>6} {'no run':>6} {'score':>7}")
+    print(f"{'module':<42} {'killed':>6} {'survived':>8} {'equiv.':>6} {'no run':>6} {'score':>7} {'raw':>7}")
     for module, codes in results.items():
         counts = Counter(status(code) for code in codes.values())
         names = [n for n, code in codes.items() if status(code) in ("survived", "no tests", "suspicious")]
@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         live = len(names) - len(listed)
         checked = killed + live
         score = 100.0 * killed / checked if checked else float("nan")
-        print(f"{module:<42} {killed:>6} {live:>8} {len(listed):>6} {not_run:>6} {score:>6.1f}%")
+        raw = 100.0 * killed / (checked + len(listed)) if checked + len(listed) else float("nan")
+        print(f"{module:<42} {killed:>6} {live:>8} {len(listed):>6} {not_run:>6} {score:>6.1f}% {raw:>6.1f}%")
         unaccounted += [n for n in names if n not in equivalent]
         if args.fail_under is not None and checked and (score < args.fail_under or live):
             failing.append(module)
@@ -107,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     if listed_here:
         print(f"\nEquivalent mutants, as listed in bench/README.md ({len(listed_here)}):")
         for name in listed_here:
-            print(f"  {name} — {equivalent[name]}")
+            reason = equivalent[name]
+            print(f"  {name} — {reason[:70]}{'…' if len(reason) > 70 else ''}")
     if failing:
         print(f"\nBelow {args.fail_under:g} % or with unaccounted survivors: {', '.join(failing)}",
               file=sys.stderr)
