@@ -7,8 +7,8 @@ A mutant is *killed* when a test failed (or timed out, or the type checker caugh
 against the score. Mutants mutmut has not run yet (`not checked`) are left out of the score and counted.
 A survivor listed in bench/README.md ("Mutation testing", a line naming it in backticks, then the reason)
 is an *equivalent* mutant: the code behaves the same with it, and no test can tell; it is shown apart and
-does not count against the score ("raw" counts it as a survivor). --fail-under makes the exit status 1 when a module with checked mutants
-scores less, or has a survivor that is neither killed nor listed.
+does not count against the score ("raw" counts it as a survivor). --fail-under makes the exit status 1
+when a module with checked mutants scores less, or has a survivor that is neither killed nor listed.
 """
 
 from __future__ import annotations
