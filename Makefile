@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench mutation clean
 
 # (Re)install when the project's metadata changes; `pip install -e` keeps code edits live.
 $(STAMP): pyproject.toml
@@ -31,7 +31,8 @@ run: $(STAMP)
 	$(BIN)/cds-service serve
 
 # The audit tests need PostgreSQL: the script uses the machine's, or starts (installing it if need be)
-# and afterwards stops a throwaway one; without either the PostgreSQL tests skip, saying why.
+# and afterwards stops a throwaway one. A test whose real part (PostgreSQL, Redis, the FHIR server, the
+# browser) is missing fails when CI is set (.ci/run) and skips, saying why, elsewhere.
 test: $(STAMP) $(NODE_STAMP) $(BROWSER_STAMP)
 	$(BIN)/ruff check .
 	PYTHON=$(BIN)/python bash tests/services/with_postgres.sh $(BIN)/pytest
@@ -43,8 +44,22 @@ bench: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python bench/bench_audit.py
 	$(BIN)/python bench/bench_screen.py
 
+# Mutation testing (CPU heavy, never part of `make test`): bench/README.md, "Mutation testing".
+# MUTANTS narrows the run to mutmut names, e.g. MUTANTS='cds_service.security.replay*'; JOBS = parallel mutants.
+MUTANTS ?= cds_service.rules.* cds_service.cards.dexamethasone.* cds_service.security.jwt_auth.* cds_service.security.replay.*
+JOBS    ?= 1
+MUTATION_STAMP := $(VENV)/.mutation-installed
+$(MUTATION_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,mutation]'
+	@touch $(MUTATION_STAMP)
+
+mutation: $(MUTATION_STAMP)
+	nice -n 10 $(BIN)/mutmut run --max-children $(JOBS) $(foreach m,$(MUTANTS),'$(m)')
+	$(BIN)/python bench/mutation_report.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache $(FHIR_SERVER)/node_modules $(BROWSER_TESTS)/node_modules tests/artifacts
+	rm -rf $(VENV) .pytest_cache .ruff_cache $(FHIR_SERVER)/node_modules $(BROWSER_TESTS)/node_modules \
+		tests/artifacts mutants

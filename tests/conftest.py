@@ -16,7 +16,11 @@ from cds_service.knowledge.model import Knowledge, load_knowledge
 from cds_service.runtime import Runtime
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+# The workplace's shared/ lies beside the repository (CI: beside its clone); mutmut runs the tests from a
+# copy one level deeper (mutants/), so the nearest ancestor that has it is taken.
+_HERE = Path(__file__).resolve()
+SHARED = next((p / "shared" for p in _HERE.parents if (p / "shared" / "fhir-examples").is_dir()),
+              _HERE.parent.parent.parent / "shared")
 FIXED_NOW = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
 
 

@@ -2,22 +2,17 @@
 
 Every PostgreSQL database is named dexfree_test_<run hex>_<n> and dropped after its test, so runs in
 parallel never meet. The server is the one tests/services/with_postgres.sh found or started
-(CDS_TEST_POSTGRES_URL); without one the PostgreSQL cases skip with the reason.
+(CDS_TEST_POSTGRES_URL); without one the PostgreSQL cases fail under CI and skip elsewhere, with the reason
+(tests/servers.py `require`).
 """
 
 from __future__ import annotations
 
-import itertools
-import os
-import secrets
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg import sql
-from sqlalchemy.engine import make_url
 
 from cds_service.audit.store import AuditStore
 from cds_service.config import Config
@@ -25,51 +20,21 @@ from cds_service.hooks.registry import Registry, ServiceDefinition
 from cds_service.hooks.response import card
 from cds_service.runtime import Runtime
 from tests.conftest import FIXED_NOW, load_fixture
+from tests.servers import PostgresDatabases, postgres_admin
 
-POSTGRES_URL = os.environ.get("CDS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 STUDY = "NCT06561854"
 SUBJECT_ID = "DXF-0042"
 SERVICE_ID = "test-order-sign"
 
 
-class PostgresDatabases:
-    """Creates and drops uniquely named databases on the test server."""
-
-    def __init__(self, admin: psycopg.Connection, prefix: str) -> None:
-        self.admin = admin
-        self.prefix = prefix
-        self._numbers = itertools.count(1)
-
-    def create(self) -> tuple[str, str]:
-        name = f"{self.prefix}_{next(self._numbers)}"
-        # template0 never has sessions: another suite connected to template1 cannot make this fail.
-        self.admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
-        url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-        return name, url
-
-    def drop(self, name: str) -> None:
-        self.admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresDatabases]:
-    reason = os.environ.get("CDS_TEST_POSTGRES_SKIP")
-    if reason:
-        pytest.skip(f"PostgreSQL tests skipped: {reason}")
-    try:
-        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
-    except psycopg.Error as exc:
-        shown = make_url(POSTGRES_URL).render_as_string(hide_password=True)
-        pytest.skip(f"PostgreSQL tests skipped: no server answers at {shown} ({type(exc).__name__}); "
-                    "`make test` starts one")
-    databases = PostgresDatabases(admin, f"dexfree_test_{secrets.token_hex(4)}")
+    admin = postgres_admin()  # fails under CI, skips elsewhere, when there is no server
+    databases = PostgresDatabases(admin)
     try:
         yield databases
     finally:
-        leftovers = admin.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
-                                  (databases.prefix + "%",)).fetchall()
-        for (name,) in leftovers:
-            databases.drop(name)
+        databases.drop_all()
         admin.close()
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.servers import REPO, cds_service
+from tests.servers import REPO, cds_service, require
 
 HERE = Path(__file__).resolve().parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -29,12 +29,9 @@ ARM_B_WARNING = "dex-after-cycle-2"
 
 
 def _require(condition: bool, reason: str) -> None:
-    """Skip with the reason locally; fail when CI is set (a CI run must not pass by skipping)."""
-    if condition:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"CI requires the browser tests: {reason}")
-    pytest.skip(reason)
+    """The shared rule for real parts: skip with the reason locally, fail when CI is set."""
+    if not condition:
+        require("the browser (Debian's chromium with playwright-core)", reason)
 
 
 def _install_chromium() -> str | None:

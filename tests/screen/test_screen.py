@@ -121,7 +121,7 @@ def test_json_rows(knowledge, tmp_path):
     rows = json.loads(text)
     assert rows and all(set(r) >= {"patient", "overall"} for r in rows)
     screened = [r for r in rows if r["overall"] not in ("on-study",)]
-    assert all(len(r["criteria"]) == 23 and {"min", "max"} == set(r["priorLines"]) for r in screened)
+    assert screened and all(len(r["criteria"]) == 23 and {"min", "max"} == set(r["priorLines"]) for r in screened)
 
 
 def test_empty_json_output_is_a_valid_array(knowledge, tmp_path):

@@ -203,6 +203,8 @@ REFUSED = {
     "lifetime of a day": (lambda aud: sandbox_token(aud, lifetime=86400), "lifetime_too_long"),
     "exp too large for a float": (lambda aud: sandbox_token(aud, exp=10**400), "lifetime_too_long"),
     "exp not a number": (lambda aud: sandbox_token(aud, exp="soon"), "invalid_claims"),
+    "jti empty": (lambda aud: sandbox_token(aud, jti=""), "bad_jti"),
+    "jti of 257 characters": (lambda aud: sandbox_token(aud, jti="j" * 257), "bad_jti"),
     "tenant not allowed": (lambda aud: _ehr(aud, tenant="site-z"), "tenant_not_allowed"),
     "tenant missing where tenants are listed": (lambda aud: _ehr(aud, tenant=None), "tenant_not_allowed"),
     "tenant not a string": (lambda aud: _ehr(aud, tenant=["site-a"]), "bad_tenant"),
@@ -221,6 +223,20 @@ def test_bad_token_is_a_bare_401_with_the_reason_in_the_log(client, audit, caplo
         response = call(client, path, token)
     assert_refused(response, caplog, reason, token)
     assert audit.callers == []
+    # Once the issuer is known, the refusal names it in the log (which client to call about it).
+    [refusal] = [r.fields for r in caplog.records if r.getMessage() == "authentication refused"]
+    assert refusal["issuer"] == (LOGGED_ISSUER[case] if case in LOGGED_ISSUER else _issuer_of(token))
+
+
+# Refused before the issuer is looked up (or because it is unknown): no issuer, or the caller's text.
+LOGGED_ISSUER = {"alg none": None, "HS256 with the public key as secret": None,
+                 "HS256 with the public JWK as secret": None, "ES512": None, "PS256": None, "no kid": None, "typ not JWT": None,
+                 "not a JWT": None, "two segments": None, "garbage segments": None,
+                 "unknown issuer": "https://evil.example.org"}
+
+
+def _issuer_of(token):
+    return jwt.decode(token, options={"verify_signature": False})["iss"]
 
 
 def test_a_replayed_token_is_refused(client, caplog):

@@ -20,9 +20,7 @@ from cds_service.security.replay import (
     redis_store,
     token_key,
 )
-from tests.servers import REPO, free_port
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
+from tests.servers import REDIS_URL, REPO, free_port, redis_or_require
 
 
 class Clock:
@@ -113,11 +111,7 @@ def test_sqlite_store_in_an_unwritable_place_stops_the_start(tmp_path):
 
 @pytest.fixture
 def redis_prefix():
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"Redis at {REDIS_URL} is not reachable ({type(exc).__name__}): the Redis store is untested")
+    client = redis_or_require()  # fails under CI, skips elsewhere, when Redis does not answer
     prefix = f"dexfree-test-{uuid.uuid4().hex}:"
     yield prefix
     for key in client.scan_iter(match=prefix + "*"):
@@ -138,11 +132,29 @@ def test_redis_store(redis_prefix):
     assert 290 <= ttl <= 300
 
 
-@pytest.mark.integration
-def test_redis_store_keeps_an_id_until_its_token_expires_not_forever(redis_prefix):
-    store = redis_store(REDIS_URL, prefix=redis_prefix)
-    store.first_use("k", 0)  # already expired: kept for the minimum of one second
-    assert 0 < redis.Redis.from_url(REDIS_URL).ttl(redis_prefix + "k") <= 1
+class RecordingRedis:
+    """Stands for redis.Redis: records each SET and answers as SET NX does (None when the key exists)."""
+
+    def __init__(self):
+        self.sets: list[tuple[str, bytes, bool, int]] = []
+
+    def set(self, name, value, nx=False, ex=None):
+        known = any(key == name for key, *_ in self.sets)
+        self.sets.append((name, value, nx, ex))
+        return None if nx and known else True
+
+
+@pytest.mark.parametrize(("expires_in", "ttl"), [
+    (300, 300), (299.2, 300),  # whole seconds, rounded up: an id is never forgotten before its token expires
+    (0.4, 1), (0, 1), (-50, 1),  # (nearly) expired: the minimum Redis accepts, one second, not forever
+])
+def test_redis_store_keeps_an_id_as_long_as_its_token_lives(expires_in, ttl):
+    clock, client = Clock(), RecordingRedis()
+    store = RedisReplayStore(client, prefix="p:", clock=clock)
+    assert store.first_use("k", clock.now + expires_in) is True
+    assert store.first_use("k", clock.now + expires_in) is False
+    # SET NX with the expiry (not a SET that would overwrite, nor one without EX that would keep it forever).
+    assert client.sets == [("p:k", b"1", True, ttl)] * 2
 
 
 def test_unreachable_redis_stops_the_start_without_its_password():
@@ -154,5 +166,134 @@ def test_unreachable_redis_stops_the_start_without_its_password():
 
 def test_redis_going_down_is_a_store_error_not_an_acceptance():
     store = RedisReplayStore(redis_client(f"redis://127.0.0.1:{free_port()}/0"))
-    with pytest.raises(ReplayStoreError):
+    with pytest.raises(ReplayStoreError, match=r"^redis: ConnectionError$"):  # the kind of failure, for the log
         store.first_use("k", 4e9)
+
+
+# --- the store contract at its edges (each test kills mutants that `make mutation` found alive) ----------
+
+@pytest.mark.parametrize("make", [
+    lambda tmp_path, clock: MemoryReplayStore(clock=clock),
+    lambda tmp_path, clock: SqliteReplayStore(tmp_path / "replay.sqlite3", clock=clock),
+], ids=["memory", "sqlite"])
+def test_an_id_is_kept_until_its_expiry_and_not_a_second_longer(tmp_path, make):
+    clock = Clock()
+    store = make(tmp_path, clock)
+    assert store.first_use("k", clock.now + 300) is True
+    clock.now += 299.5
+    assert store.first_use("k", clock.now + 300) is False  # still alive half a second before
+    clock.now = 1_000_300.0
+    assert store.first_use("k", clock.now + 300) is True  # gone at its expiry itself
+
+
+@pytest.mark.parametrize("start", [0.0, 0.5])
+def test_an_unseen_id_is_a_first_use_whatever_the_clock(start):
+    clock = Clock()
+    clock.now = start
+    assert MemoryReplayStore(clock=clock).first_use("k", start + 300) is True
+
+
+def test_the_memory_store_purges_at_1024_ids_and_then_at_twice_the_live_ones():
+    clock = Clock()
+    store = MemoryReplayStore(clock=clock)
+    for i in range(1024):  # expiring exactly now + 10: gone at that instant
+        store.first_use(f"old-{i}", clock.now + 10)
+    assert len(store._seen) == 1024
+    clock.now += 10
+    store.first_use("new", clock.now + 10)  # the 1025th call finds 1024 ids: purges before adding
+    assert (len(store._seen), store._purge_at) == (1, 1024)  # never below 1024
+    for i in range(1023):
+        store.first_use(f"live-{i}", clock.now + 1000)
+    store.first_use("one-more", clock.now + 1000)  # 1024 live ids: purge keeps them all
+    assert (len(store._seen), store._purge_at) == (1025, 2048)
+
+
+def test_describe_says_what_each_store_shares():
+    assert MemoryReplayStore().describe() == "memory (this process only)"
+    assert RedisReplayStore(RecordingRedis()).describe() == "redis (shared by every worker and replica)"
+
+
+def test_the_sqlite_store_creates_its_folders(tmp_path):
+    path = tmp_path / "var" / "lib" / "dexfree" / "replay.sqlite3"
+    assert SqliteReplayStore(path).first_use("k", 4e9) is True
+    assert path.is_file()
+    assert SqliteReplayStore(path).describe() == f"sqlite {path} (shared by this host's workers)"
+
+
+def test_the_sqlite_store_keeps_one_connection_per_thread(tmp_path):
+    store = SqliteReplayStore(tmp_path / "replay.sqlite3")
+    mine = store._connect()
+    assert store._connect() is mine  # not a new connection (and its pragmas) for every token
+    other: list[object] = []
+    thread = threading.Thread(target=lambda: other.append(store._connect()))
+    thread.start()
+    thread.join()
+    assert other[0] is not mine
+
+
+def test_a_failed_sqlite_transaction_is_rolled_back_and_the_store_recovers(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "replay.sqlite3"
+    store = SqliteReplayStore(path)
+    assert store.first_use("before", 4e9) is True
+    other = sqlite3.connect(path, isolation_level=None)
+    # The INSERT inside the store's transaction fails (as a full disk would make it).
+    other.execute("CREATE TRIGGER refuse BEFORE INSERT ON seen_jti BEGIN SELECT RAISE(ABORT, 'disk trouble'); END")
+    with pytest.raises(ReplayStoreError, match=r"^sqlite: disk trouble$"):
+        store.first_use("k", 4e9)
+    other.execute("DROP TRIGGER refuse")
+    other.close()
+    # Had the failed transaction been left open, every later BEGIN on this thread would fail too.
+    assert store.first_use("k", 4e9) is True
+
+
+class PingingRedis(RecordingRedis):
+    """A Redis that answers PING (or fails it with `error`), standing in for the real one in unit tests."""
+
+    def __init__(self, error: Exception | None = None):
+        super().__init__()
+        self.error = error
+
+    def ping(self):
+        if self.error:
+            raise self.error
+        return True
+
+
+def test_redis_store_wires_its_client_prefix_clock_and_redacted_label(monkeypatch):
+    client, clock, urls = PingingRedis(), Clock(), []
+    monkeypatch.setattr("cds_service.security.replay.redis_client", lambda url: urls.append(url) or client)
+    store = redis_store("redis://:hunter2-secret@cache.internal:6380/2", prefix="px:", clock=clock)
+    assert urls == ["redis://:hunter2-secret@cache.internal:6380/2"]
+    assert store.describe() == "redis redis://:***@cache.internal:6380/2 (shared by every worker and replica)"
+    assert store.first_use("k", clock.now + 120) is True
+    assert client.sets == [("px:k", b"1", True, 120)]  # its prefix, and TTL from its clock
+
+
+def test_the_default_prefix_is_shared_by_every_version(monkeypatch):
+    # Replicas of two releases during a rolling deploy must see each other's ids: the prefix is fixed.
+    client = PingingRedis()
+    monkeypatch.setattr("cds_service.security.replay.redis_client", lambda url: client)
+    redis_store("redis://127.0.0.1:6379/0").first_use("k", 4e9)
+    RedisReplayStore(client).first_use("k", 4e9)
+    assert [name for name, *_ in client.sets] == ["dexfree:jti:k", "dexfree:jti:k"]
+
+
+def test_unreachable_redis_says_why_without_the_password(monkeypatch):
+    error = redis.ConnectionError("Error 111 connecting to cache.internal:6380. Connection refused.")  # redis-py's
+    monkeypatch.setattr("cds_service.security.replay.redis_client", lambda url: PingingRedis(error))
+    with pytest.raises(ConfigError) as raised:
+        redis_store("redis://:hunter2-secret@cache.internal:6380/2")
+    assert str(raised.value) == (
+        "CDS_REDIS_URL=redis://:***@cache.internal:6380/2: Redis cannot be reached "
+        "(ConnectionError: Error 111 connecting to cache.internal:6380. Connection refused.)")
+
+
+def test_the_redis_client_gives_up_fast():
+    # The check runs inside a clinician's call: 1 s time-outs and one immediate retry, not redis-py's defaults.
+    client = redis_client("redis://127.0.0.1:6379/0")
+    kwargs = client.connection_pool.connection_kwargs
+    assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (1.0, 1.0)
+    retry = kwargs["retry"]
+    assert retry._retries == 1 and type(retry._backoff).__name__ == "NoBackoff"

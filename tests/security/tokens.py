@@ -18,7 +18,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "test-vectors"
+from tests.conftest import SHARED
+
+VECTORS = SHARED / "test-vectors"
 REPO = Path(__file__).resolve().parents[2]
 SANDBOX_ISS = "https://sandbox.cds-hooks.org"
 SANDBOX_KID = "44823f3d-0b01-4a6c-a80e-b9d3e8a7226f"

@@ -7,7 +7,8 @@
 # when it answers. Otherwise starts a throwaway cluster on a free loopback port from Debian's packages
 # (installing `postgresql` with apt-get if its binaries are missing) and stops and deletes it when the
 # command ends, whatever the outcome. The command gets CDS_TEST_POSTGRES_URL, or CDS_TEST_POSTGRES_SKIP
-# with the reason when no server could be had (the PostgreSQL tests then skip, saying why).
+# with the reason when no server could be had: the PostgreSQL tests (audit, and every gunicorn test, whose
+# audit store is PostgreSQL) then fail when CI is set and skip elsewhere, saying why (tests/servers.py require).
 # Exits with the command's status.
 set -uo pipefail
 
@@ -90,7 +91,7 @@ if ! can_connect "$URL"; then
 fi
 
 if [ -n "$SKIP" ]; then
-    say "PostgreSQL tests will be skipped: $SKIP"
+    say "no PostgreSQL for the tests (they fail under CI, skip elsewhere): $SKIP"
     export CDS_TEST_POSTGRES_SKIP="$SKIP"
     unset CDS_TEST_POSTGRES_URL
 else
