@@ -277,7 +277,7 @@ def test_a_file_that_is_not_a_site_artifact_stops_the_start(site_copy, text, rea
 
 
 def test_a_missing_or_empty_folder_stops_the_start(tmp_path):
-    with pytest.raises(ConfigError, match="CDS_SITE_ARTIFACTS: .* is not a folder"):
+    with pytest.raises(ConfigError, match=r"CDS_SITE_ARTIFACTS: .* is not a folder"):
         load_knowledge(PLANS, None, tmp_path / "nowhere")
     with pytest.raises(ConfigError, match="no site PlanDefinition"):
         load_knowledge(PLANS, None, tmp_path)
