@@ -17,7 +17,7 @@ from cds_service.demo.bundle import transaction_bundles
 from cds_service.demo.population import build_population
 from cds_service.errors import ConfigError
 from cds_service.knowledge.model import load_knowledge
-from cds_service.knowledge.publish import publish
+from cds_service.knowledge.publish import publish, publish_site
 from cds_service.screen import run as screen_command
 from cds_service.security.jwt_auth import check_authentication
 
@@ -32,7 +32,7 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ["PORT"] = str(args.port)
     # Refuse a bad setting, artifact, issuers file or replay store here, by name, before gunicorn starts.
     config = Config.from_env()
-    load_knowledge(config.plan_definitions, config.local_valuesets)
+    load_knowledge(config.plan_definitions, config.local_valuesets, config.site_artifacts)
     check_authentication(config)
     if not GUNICORN_CONF.is_file():
         raise ConfigError(f"{GUNICORN_CONF} is missing; run from a checkout of the repository")
@@ -44,9 +44,13 @@ def _serve(args: argparse.Namespace) -> int:
 def _publish(args: argparse.Namespace) -> int:
     """Validate every artifact and write the transaction Bundle and the FHIR NPM package."""
     config = Config.from_env()
-    knowledge = load_knowledge(config.plan_definitions, config.local_valuesets)
+    knowledge = load_knowledge(config.plan_definitions, config.local_valuesets,
+                               config.site_artifacts if args.site else None)
     written = publish(knowledge, Path(args.out), args.max_entries)
     print(f"{len(knowledge.artifacts.by_ref)} artifacts of {knowledge.study.nct_id} validated (FHIR R4)")
+    for site in args.site or ():
+        written.update(publish_site(knowledge, site, Path(args.out)))
+        print(f"{len(knowledge.sites.artifacts_of(site))} artifacts of site {site} validated (FHIR R4)")
     for what, path in written.items():
         print(f"{what}: {path}")
     return 0
@@ -94,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--max-entries", type=int, default=0, metavar="N",
                          help="split the transaction into Bundles of at most N entries, for servers that "
                               "cap a transaction (Medplum: 50)")
+    publish.add_argument("--site", action="append", metavar="SITE",
+                         help="also write the adaptations of SITE (from CDS_SITE_ARTIFACTS) under "
+                              "OUT/sites/SITE/: a transaction Bundle and a package of the site's own "
+                              "(repeatable)")
     publish.set_defaults(handler=_publish)
     demo = commands.add_parser("demo-data", help="write the demo patients as a FHIR transaction Bundle")
     demo.add_argument("--out", help="output file (default: standard output)")

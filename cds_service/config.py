@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cds_service.errors import ConfigError
-from cds_service.security.allowlist import parse_entry
+from cds_service.security.allowlist import parse_entry, parse_origin
 from cds_service.security.urls import redact_url
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -55,6 +55,17 @@ def _optional_str(raw: str) -> str | None:
 
 def _optional_path(raw: str) -> Path | None:
     return Path(raw).expanduser() if raw else None
+
+
+def _site_servers(raw: str) -> tuple[tuple[str, str], ...]:
+    """`SITE=URL,SITE=URL` as (site, base URL) pairs."""
+    pairs = []
+    for part in (p.strip() for p in raw.split(",") if p.strip()):
+        site, sep, url = part.partition("=")
+        if not sep or not site.strip() or not url.strip():
+            raise ValueError(f"{part!r} is not SITE=BASE_URL")
+        pairs.append((site.strip(), url.strip().rstrip("/")))
+    return tuple(pairs)
 
 
 @dataclass(frozen=True)
@@ -125,6 +136,16 @@ SETTINGS: tuple[Setting, ...] = (
             "a relative path is taken from the repository root."),
     Setting("local_valuesets", "CDS_LOCAL_VALUESETS", "", _optional_path,
             "Extra site ValueSet file (JSON) adding local codes, e.g. the site's own drug codes."),
+    Setting("site_artifacts", "CDS_SITE_ARTIFACTS", "", _optional_path,
+            "Folder of site adaptations of the regimens (PlanDefinitions derived from the published ones, "
+            "and their ActivityDefinitions), checked at start like CDS_PLAN_DEFINITIONS. Unset: no site "
+            "adapts a regimen."),
+    Setting("site_fhir_servers", "CDS_SITE_FHIR_SERVERS", "", _site_servers,
+            "Which site a call belongs to by its `fhirServer`, when the caller's JWT tenant does not say: "
+            "comma-separated `SITE=BASE_URL` (the longest matching base wins, whole path segments)."),
+    Setting("default_site", "CDS_DEFAULT_SITE", "", _optional_str,
+            "The site of a call neither its JWT tenant nor its fhirServer names. Unset: the published "
+            "regimens."),
     Setting("timezone", "CDS_TIMEZONE", "Europe/Paris", str,
             "Time zone of the patients' calendar, used to turn instants into cycle days."),
     Setting("show_not_eligible", "CDS_SHOW_NOT_ELIGIBLE", "false", _bool,
@@ -167,6 +188,9 @@ class Config:
     pseudonym_salt: str | None = None
     plan_definitions: Path = REPO_ROOT / "plan_definitions"
     local_valuesets: Path | None = None
+    site_artifacts: Path | None = None
+    site_fhir_servers: tuple[tuple[str, str], ...] = ()
+    default_site: str | None = None
     timezone: str = "Europe/Paris"
     show_not_eligible: bool = False
     ecog_window_days: int = 90
@@ -204,6 +228,12 @@ class Config:
         for server in self.allowed_fhir_servers:
             if not server.startswith(("http://", "https://")) or parse_entry(server) is None:
                 raise ConfigError(f"CDS_ALLOWED_FHIR_SERVERS entry {server!r} is not an http(s) base URL")
+        for site, server in self.site_fhir_servers:
+            if parse_origin(server) is None:
+                raise ConfigError(f"CDS_SITE_FHIR_SERVERS entry {site}={server!r} is not an http(s) base URL")
+        bases = [parse_origin(server) for _, server in self.site_fhir_servers]
+        if len(set(bases)) != len(bases):
+            raise ConfigError("CDS_SITE_FHIR_SERVERS names the same FHIR base for two entries")
 
     @property
     def preview_on(self) -> bool:

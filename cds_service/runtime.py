@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -29,6 +29,7 @@ from cds_service.security.caller import ANONYMOUS, Caller
 from cds_service.security.pseudonym import pseudonymizer
 from cds_service.services import default_registry
 from cds_service.services.base import ServiceCall
+from cds_service.services.sites import choose_site, named_sites
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,8 @@ class Runtime:
         except (KeyError, ValueError):
             raise ConfigError(f"CDS_TIMEZONE={self.config.timezone!r} is not a known time zone") from None
         if self.knowledge is None:
-            self.knowledge = shared_knowledge(self.config.plan_definitions, self.config.local_valuesets)
+            self.knowledge = shared_knowledge(self.config.plan_definitions, self.config.local_valuesets,
+                                              self.config.site_artifacts)
         if self.fhir is None:
             self.fhir = FhirGateway(self.config)
         # Searches restricted to what the rules read (discovery shows the same templates).
@@ -113,12 +115,17 @@ class Runtime:
         log_fields["loadMs"] = round((time.perf_counter() - started) * 1000, 1)
         log_fields.update(fhirRequests=record.fhir_requests, fhirCacheHits=record.fhir_cache_hits)
         started = time.perf_counter()
-        call = ServiceCall(request=request, record=record, knowledge=self.knowledge, today=self.today(),
+        # The site's view of the knowledge (its regimen adaptations); the rules never read the config.
+        chosen = choose_site(caller, request.fhir_server, self.config)
+        knowledge = self.knowledge.for_site(chosen.site)
+        log_fields.update(site=chosen.site, siteFrom=chosen.how)
+        call = ServiceCall(request=request, record=record, knowledge=knowledge, today=self.today(),
                            config=self.config, base_url=self.public_base(base_url))
-        response = cds_response(served_links(service.evaluate(call), self.knowledge, call.base_url))
+        response = cds_response(served_links(service.evaluate(call), knowledge, call.base_url))
         log_fields["evaluateMs"] = round((time.perf_counter() - started) * 1000, 1)
         log_fields["cards"] = len(response["cards"])
-        self.audit.cards_shown(service.id, request, record, response["cards"], caller)
+        self.audit.cards_shown(service.id, request, record, response["cards"],
+                               replace(caller, site=chosen.site))
         return response
 
     def public_base(self, base_url: str | None = None) -> str:
@@ -150,6 +157,10 @@ class Runtime:
     def log_start(self) -> None:
         """Say, once, which configuration is in force, and loudly if the service is open."""
         log_event(log, "configuration", **self.config.summary())
+        adapted = set(self.knowledge.sites.names()) if self.knowledge else set()
+        for site in sorted(named_sites(self.config, self.authenticator) - adapted):
+            log_event(log, "site without adaptations: its calls use the published regimens",
+                      logging.WARNING, site=site)
         if self.authenticator is None:
             log_event(log, "AUTHENTICATION DISABLED: CDS_JWT_ISSUERS is unset, any caller is accepted. "
                       "Configure it before connecting an EHR.", logging.WARNING)

@@ -155,7 +155,8 @@ def build_report(engine: Engine, *, zone: ZoneInfo, since: date | None = None,
     weeks: dict[date, Counter] = defaultdict(Counter)
     deviations = []
     for row in rows:
-        site = row["tenant"] or row["issuer"] or NO_SITE
+        # The site the call was answered for (revision 0003), else the caller's tenant, as before it.
+        site = row.get("site") or row["tenant"] or row["issuer"] or NO_SITE
         key = (row["rule"], row["arm"], site)
         outcome = _outcome(row)
         shown = _utc(row["shown_at"]).astimezone(zone)
@@ -212,6 +213,8 @@ def _deviation(row: Mapping[str, Any], outcome: str, site: str, shown: datetime,
         "study": row["study"],
         "arm": row["arm"],
         "regimen": row["regimen"],
+        # The regimen (a site's adaptation or the published one) the order was checked against, url|version.
+        "regimenCanonical": row.get("regimen_canonical"),
         "cycle": row["cycle"],
         "cycleDay": row["cycle_day"],
         "rule": row["rule"],
@@ -270,7 +273,8 @@ COUNT_COLUMNS = ("rule", "arm", "site", "shown", "accepted", "overridden", "no_f
                  "overridden_by_reason", "rule_label")
 DEVIATION_COLUMNS = ("outcome", "study_subject_id", "patient_key", "order_date", "cycle", "cycle_day",
                      "shown_on", "arm", "regimen", "rule", "rule_label", "outcome_at", "reason_code",
-                     "reason_display", "reason_system", "comment", "site", "service_id", "card_uuid")
+                     "reason_display", "reason_system", "comment", "site", "service_id", "card_uuid",
+                     "regimen_canonical")
 
 
 def render_csv(report: Mapping[str, Any]) -> str:
@@ -290,7 +294,7 @@ def render_csv(report: Mapping[str, Any]) -> str:
             d["outcomeLabel"], d["studySubjectId"], d["patientKey"], d["orderDate"], d["cycle"],
             d["cycleDay"], d["shownOn"], d["arm"], d["regimen"], d["rule"], d["ruleLabel"], d["outcomeAt"],
             reason["code"], reason["display"], reason["system"], d["comment"], d["site"], d["serviceId"],
-            d["cardUuid"])])
+            d["cardUuid"], d["regimenCanonical"])])
     return out.getvalue()
 
 
@@ -354,6 +358,12 @@ _DEVIATION_HEAD = (("Study subject", 9), ("Order day", 9), ("Cycle", 6), ("Day",
                    ("Site", 6))
 
 
+def _regimen_cell(d: Mapping[str, Any]) -> str:
+    if not d.get("regimenCanonical"):
+        return _esc(d["regimen"])
+    return f'{_esc(d["regimen"])}<br><span class="code">{_esc(d["regimenCanonical"])}</span>'
+
+
 def _deviation_row(d: Mapping[str, Any]) -> str:
     subject = (_esc(d["studySubjectId"]) if d["studySubjectId"]
                else f'(no study subject id) key <span class="key-id">{_esc(d["patientKey"])}</span>')
@@ -362,7 +372,7 @@ def _deviation_row(d: Mapping[str, Any]) -> str:
     reason = _esc(_reason_words(d["reason"])) if d["outcome"] == "overridden" else ""
     cells = [
         (subject, "subject"), (day, "day"), (_esc(d["cycle"]), "n"), (_esc(d["cycleDay"]), "n"),
-        (_esc(d["arm"]), ""), (_esc(d["regimen"]), ""), (_rule_cell(d["rule"], d["ruleLabel"]), "rule"),
+        (_esc(d["arm"]), ""), (_regimen_cell(d), ""), (_rule_cell(d["rule"], d["ruleLabel"]), "rule"),
         (_esc(d["outcomeAt"].replace("T", " ")) if d["outcomeAt"] else "—", "day"), (reason, "text"),
         (_esc(d["comment"]), "text"), (_esc(d["site"]), ""),
     ]

@@ -106,6 +106,9 @@ def card_rows(service_id: str, request: HookRequest, record: PatientRecord,
             "patient_key_source": KEY_STUDY_SUBJECT if subject else KEY_EHR_PATIENT,
             "study_subject_id": subject if subject and rule in DEVIATION_RULES else None,
             "order_date": _date(found.get("orderDate")),
+            # Whose regimen the card was checked against: the call's site and the regimen's url|version.
+            "site": _text(caller.site, 200),
+            "regimen_canonical": _text(found.get("regimenCanonical"), 500),
         })
     return rows
 

@@ -52,6 +52,11 @@ card = Table(
     # The order's first day (`extension.dexfree.orderDate`), in the patients' calendar: what a deviation
     # is dated by. None for cards about no order, and for cards recorded before revision 0002.
     Column("order_date", Date),
+    # The site the call was answered for (JWT tenant, fhirServer or CDS_DEFAULT_SITE; None: the published
+    # regimens) and the regimen the card checked against (`extension.dexfree.regimenCanonical`, url|version):
+    # None for cards recorded before revision 0003.
+    Column("site", Text),
+    Column("regimen_canonical", Text),
     Index("ix_audit_card_shown_at", "shown_at"),
 )
 

@@ -95,6 +95,8 @@ def _extension(knowledge: Knowledge, finding: DexFinding) -> dict[str, Any]:
         cycle=finding.cycle,
         cycleDay=finding.cycle_day,
         orderDate=finding.facts.start if finding.facts else None,
+        # Issue 18: whose regimen the order was checked against (a site's adaptation or the published one).
+        regimenCanonical=finding.clock.regimen.canonical if finding.clock and finding.clock.regimen else None,
     )
 
 
@@ -232,6 +234,7 @@ def dose_mismatch(finding: DexFinding, knowledge: Knowledge) -> dict[str, Any]:
         _order_line(finding),
         f"**Expected:** {regimen} gives dexamethasone {expected.describe()}{age} on days {days} of cycle "
         f"{finding.cycle} ({expected.text}).",
+        f"**Checked against:** {'; '.join(f'{r.title} — {r.whose()}' for r in finding.checked_against)}.",
         *[f"**Days:** {note}." for note in finding.notes],
         _arm_line(finding, knowledge),
         *_clock_lines(finding),

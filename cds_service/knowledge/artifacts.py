@@ -77,23 +77,29 @@ def load_artifacts(folder: Path) -> Artifacts:
         raise ConfigError(f"CDS_PLAN_DEFINITIONS: {folder} is not a folder of FHIR artifacts")
     artifacts = Artifacts(folder=folder)
     for path in sorted(folder.rglob("*.json")):
-        where = str(path.relative_to(folder))
-        resource = _read(path, where)
-        ref = f"{resource['resourceType']}/{resource.get('id')}"
-        if not resource.get("id") or ref in artifacts.by_ref:
-            raise ConfigError(f"{where}: needs a unique id ({ref})")
-        _check_metadata(resource, where)
-        artifacts.by_ref[ref] = resource
-        artifacts.files[ref] = path
-        url = canonical_url(resource)
-        if url:
-            if url in artifacts.by_url:
-                raise ConfigError(f"{where}: canonical {url} is used twice")
-            artifacts.by_url[url] = resource
+        add_artifact(artifacts, path, str(path.relative_to(folder)))
     if not artifacts.by_ref:
         raise ConfigError(f"CDS_PLAN_DEFINITIONS: no FHIR artifact in {folder}")
     check_references(artifacts)
     return artifacts
+
+
+def add_artifact(artifacts: Artifacts, path: Path, where: str,
+                 taken: Artifacts | None = None) -> dict[str, Any]:
+    """Read, validate and index one file; its `Type/id` and canonical must be new (here and in `taken`)."""
+    resource = _read(path, where)
+    ref = f"{resource['resourceType']}/{resource.get('id')}"
+    if not resource.get("id") or ref in artifacts.by_ref or (taken is not None and ref in taken.by_ref):
+        raise ConfigError(f"{where}: needs a unique id ({ref})")
+    _check_metadata(resource, where)
+    url = canonical_url(resource)
+    if url and (url in artifacts.by_url or (taken is not None and url in taken.by_url)):
+        raise ConfigError(f"{where}: canonical {url} is used twice")
+    artifacts.by_ref[ref] = resource
+    artifacts.files[ref] = path
+    if url:
+        artifacts.by_url[url] = resource
+    return resource
 
 
 def _read(path: Path, where: str) -> dict[str, Any]:
@@ -154,11 +160,13 @@ def references(value: Any) -> Iterator[str]:
             yield from references(item)
 
 
-def check_references(artifacts: Artifacts) -> None:
-    """Every reference from one artifact to another that lives under our canonical base must resolve."""
-    bases = {url.rsplit("/", 2)[0] for url in artifacts.by_url}
+def check_references(artifacts: Artifacts, within: Artifacts | None = None) -> None:
+    """Every reference from one artifact to another that lives under our canonical base must resolve
+    (in `within`, when given: the site artifacts refer to the published ones too)."""
+    within = within or artifacts
+    bases = {url.rsplit("/", 2)[0] for url in within.by_url}
     for ref, resource in artifacts.by_ref.items():
         for target in references(resource):
             absolute = target.startswith(("http://", "https://"))
             if not absolute or any(target.startswith(b + "/") for b in bases):
-                artifacts.resolve(target, ref)
+                within.resolve(target, ref)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cds_service.errors import ConfigError
 from cds_service.knowledge.artifacts import Artifacts, load_artifacts, versioned
 from cds_service.knowledge.regimens import Regimen, read_regimen
+from cds_service.knowledge.sites import Sites, load_sites
+from cds_service.knowledge.sites import describe as describe_sites
 from cds_service.knowledge.study import Study, read_study
 from cds_service.knowledge.terminology import CodeSet, Terminology, build_terminology, read_local_valuesets
 from cds_service.logs import log_event
@@ -45,6 +48,22 @@ class Knowledge:
     rule_codes: Mapping[str, Coding]
     override_reasons: tuple[Coding, ...]
     artifacts: Artifacts
+    # The site adaptations (CDS_SITE_ARTIFACTS); `site` is the site this view is for (None: published).
+    sites: Sites = field(default_factory=Sites)
+    site: str | None = None
+    published: tuple[Regimen, ...] = ()  # the published regimens, whatever the view (empty: `regimens`)
+
+    def for_site(self, site: str | None) -> Knowledge:
+        """The knowledge as a site uses it: its adaptation of each regimen it adapted, the published others.
+
+        The runtime chooses the view per call and gives it to the rules; everything but the regimens is
+        the trial's, the same at every site.
+        """
+        if site == self.site:
+            return self
+        published = self.published or self.regimens
+        regimens = tuple(self.sites.adaptation(site, r) or r for r in published)
+        return dataclasses.replace(self, regimens=regimens, site=site, published=published)
 
     def codes(self, key: str) -> CodeSet:
         """A code set by ValueSet id (e.g. "dexamethasone", "routes-local")."""
@@ -58,14 +77,17 @@ class Knowledge:
         if not canonical:
             return None
         url = canonical.partition("|")[0].rstrip("/")
-        for regimen in self.regimens:
+        # Any site's adaptation names its published regimen's stratum and arm: this view's version of it.
+        known = [*(self.published or self.regimens), *(r for rs in self.sites.regimens.values() for r in rs)]
+        for regimen in known:
             if url == regimen.url or (not url.startswith("http") and regimen.url.endswith("/" + url)):
-                return regimen
+                return self.regimen(regimen.key, regimen.arm)
         return None
 
     def describe(self) -> str:
+        sites = f", adaptations of {len(self.sites.regimens)} site(s)" if self.sites.regimens else ""
         return (f"{self.study.nct_id}: {len(self.regimens)} regimens, "
-                f"{len(self.terminology.sets)} value sets from {self.artifacts.folder.name}/")
+                f"{len(self.terminology.sets)} value sets from {self.artifacts.folder.name}/{sites}")
 
 
 def _one_plan(artifacts: Artifacts, plan_type: str) -> dict[str, Any]:
@@ -99,13 +121,16 @@ def check_library(artifacts: Artifacts) -> None:
 
 
 @functools.lru_cache(maxsize=4)
-def shared_knowledge(folder: Path, local_valuesets: Path | None = None) -> Knowledge:
+def shared_knowledge(folder: Path, local_valuesets: Path | None = None,
+                     site_artifacts: Path | None = None) -> Knowledge:
     """The knowledge of a folder, loaded once per process (it is immutable once loaded)."""
-    return load_knowledge(folder, local_valuesets)
+    return load_knowledge(folder, local_valuesets, site_artifacts)
 
 
-def load_knowledge(folder: Path, local_valuesets: Path | None = None) -> Knowledge:
-    """Load and check every artifact; ConfigError with the artifact's name if anything is wrong."""
+def load_knowledge(folder: Path, local_valuesets: Path | None = None,
+                   site_artifacts: Path | None = None) -> Knowledge:
+    """Load and check every artifact, and the site adaptations under `site_artifacts` when given;
+    ConfigError with the artifact's name if anything is wrong."""
     artifacts = load_artifacts(folder)
     check_library(artifacts)
     terminology = build_terminology(artifacts, read_local_valuesets(local_valuesets))
@@ -116,11 +141,13 @@ def load_knowledge(folder: Path, local_valuesets: Path | None = None) -> Knowled
             plan = artifacts.resolve(canonical, f"protocol arm {arm_key}")
             regimens.append(read_regimen(plan, regimen_key, arm_key, artifacts, terminology))
     rule = _one_plan(artifacts, "eca-rule")
+    sites = load_sites(site_artifacts, artifacts, terminology, tuple(regimens)) if site_artifacts else Sites()
     knowledge = Knowledge(study=study, regimens=tuple(regimens), terminology=terminology,
                           rule=versioned(rule), rule_codes=_codings(terminology, "rules"),
                           override_reasons=tuple(_codings(terminology, "override-reasons").values()),
-                          artifacts=artifacts)
+                          artifacts=artifacts, sites=sites, published=tuple(regimens))
     log_event(log, "knowledge loaded", study=study.nct_id, regimens=[r.canonical for r in regimens],
               valueSets=len(terminology.sets),
-              localValueSets=str(local_valuesets) if local_valuesets else None)
+              localValueSets=str(local_valuesets) if local_valuesets else None,
+              siteAdaptations=describe_sites(sites) or None)
     return knowledge

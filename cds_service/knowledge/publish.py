@@ -9,6 +9,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+from cds_service.errors import ConfigError
 from cds_service.knowledge.artifacts import Artifacts, canonical_url, canonical_version
 from cds_service.knowledge.model import Knowledge
 
@@ -137,3 +138,64 @@ def publish(knowledge: Knowledge, out: Path, max_entries: int = 0) -> dict[str, 
     tgz = out / f"{manifest['name']}-{manifest['version']}.tgz"
     write_tgz(files, tgz)
     return {"bundle": bundle, "package": out / "package", "tgz": tgz}
+
+
+# --- a site's adaptations (knowledge/sites.py): a Bundle and a package of the site's own -------------
+
+def site_package_name(knowledge: Knowledge, site: str) -> str:
+    """The site package's id: the published package's, then the site (lower case, NPM-safe)."""
+    safe = "".join(c if c.isalnum() or c in "-." else "-" for c in site.lower()).strip("-.")
+    return f"{package_name(knowledge)}.{safe or 'site'}"
+
+
+def site_npm_files(knowledge: Knowledge, site: str) -> dict[str, bytes]:
+    """The FHIR NPM package of one site's adaptations; it depends on the published package it derives from."""
+    resources = knowledge.sites.artifacts_of(site)
+    if not resources:
+        known = ", ".join(knowledge.sites.names()) or "none (CDS_SITE_ARTIFACTS unset)"
+        raise ConfigError(f"--site {site}: no adaptation of that site (sites: {known})")
+    versions = [canonical_version(r) for r in resources if canonical_version(r)]
+    plan = next(r for r in resources if r["resourceType"] == "PlanDefinition")
+    base = canonical_url(plan).rsplit("/", 2)[0]
+    manifest = {
+        "name": site_package_name(knowledge, site),
+        "version": max(versions, key=_version_key),
+        "description": f"Site {site}'s adaptations of the regimens of trial {knowledge.study.nct_id} "
+                       "(PlanDefinitions derived from the published ones, and their ActivityDefinitions).",
+        "fhirVersions": [FHIR_VERSION],
+        "type": "fhir.ig",
+        "canonical": base,
+        "url": base,
+        "author": resources[0].get("publisher", ""),
+        "dependencies": {"hl7.fhir.r4.core": FHIR_VERSION,
+                         package_name(knowledge): package_version(knowledge.artifacts)},
+    }
+    files = {"package/package.json": _dump(manifest)}
+    index = []
+    for resource in resources:
+        entry = _index_entry(f"{resource['resourceType']}/{resource['id']}", resource)
+        index.append(entry)
+        files[f"package/{entry['filename']}"] = _dump(resource)
+    files["package/.index.json"] = _dump({"index-version": 1, "files": index})
+    return files
+
+
+def publish_site(knowledge: Knowledge, site: str, out: Path) -> dict[str, Path]:
+    """Write one site's adaptations under `out/sites/SITE/`: a transaction Bundle of PUTs (load it with the
+    published one: its references are canonicals, so in either order) and its own package and .tgz."""
+    files = site_npm_files(knowledge, site)
+    folder = out / "sites" / site
+    folder.mkdir(parents=True, exist_ok=True)
+    entries = [{"fullUrl": canonical_url(r), "resource": r,
+                "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
+               for r in knowledge.sites.artifacts_of(site)]
+    bundle = folder / "bundle.json"
+    bundle.write_bytes(_dump({"resourceType": "Bundle", "type": "transaction", "entry": entries}))
+    for name, data in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    manifest = json.loads(files["package/package.json"])
+    tgz = folder / f"{manifest['name']}-{manifest['version']}.tgz"
+    write_tgz(files, tgz)
+    return {f"{site} bundle": bundle, f"{site} package": folder / "package", f"{site} tgz": tgz}

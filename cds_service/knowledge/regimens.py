@@ -95,6 +95,17 @@ class Regimen:
     canonical: str  # url|version
     title: str
     blocks: tuple[CycleBlock, ...]
+    publisher: str = ""
+    # A site's adaptation (knowledge/sites.py): the site it is for and the published regimen's url.
+    site: str | None = None
+    derived_from: str | None = None
+
+    def whose(self) -> str:
+        """Whose schedule this is, in words: the published regimen or a site's adaptation of it."""
+        if self.site is None:
+            return "the published regimen"
+        return f"site {self.site}'s adaptation ({self.publisher})" if self.publisher else \
+            f"site {self.site}'s adaptation"
 
     def block(self, cycle: int) -> CycleBlock | None:
         return next((b for b in self.blocks if b.covers(cycle)), None)
@@ -236,4 +247,4 @@ def read_regimen(plan: Mapping[str, Any], key: str, arm: str, artifacts: Artifac
     if blocks[-1].last is not None:
         raise ConfigError(f"{where}: the last cycle definition must repeat until progression (no count)")
     return Regimen(key=key, arm=arm, url=plan["url"], canonical=versioned(plan), title=plan["title"],
-                   blocks=tuple(blocks))
+                   blocks=tuple(blocks), publisher=plan.get("publisher", ""))

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from cds_service.fhir.record import PatientRecord
 from cds_service.knowledge.model import Knowledge
-from cds_service.knowledge.regimens import DoseOption
+from cds_service.knowledge.regimens import DoseOption, Regimen
 from cds_service.rules.cycles import CycleClock, cycle_clock
 from cds_service.rules.dates import age_on
 from cds_service.rules.enrolment import Enrolment, enrolment, unreadable_studies
@@ -68,6 +68,11 @@ class DexFinding:
     @property
     def regimen(self) -> str | None:
         return self.clock.regimen.key if self.clock and self.clock.regimen else None
+
+    @property
+    def checked_against(self) -> tuple[Regimen, ...]:
+        """The regimens the order was checked against: the call's site's adaptation where it has one."""
+        return self.clock.regimens if self.clock else ()
 
 
 @dataclass(frozen=True)

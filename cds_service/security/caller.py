@@ -11,6 +11,9 @@ class Caller:
 
     issuer: str | None = None
     tenant: str | None = None
+    # The site the issuers file maps the tenant to (set by the JWT check); the runtime then records the
+    # site it chose for the call, from this, the fhirServer or CDS_DEFAULT_SITE.
+    site: str | None = None
 
 
 ANONYMOUS = Caller()

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cds_service.errors import ConfigError
 from cds_service.security.jwks import JwksError, KeySet, RemoteKeys, check_key_url, load_jwks_file
 
-_ISSUER_FIELDS = {"iss", "jwks_url", "jwks_file", "jku", "tenants", "description"}
+_ISSUER_FIELDS = {"iss", "jwks_url", "jwks_file", "jku", "tenants", "sites", "description"}
 _FILE_FIELDS = {"issuers", "description"}
 
 
@@ -22,7 +22,8 @@ class Issuer:
     `keys` verifies tokens without a `jku` header, or with a `jku` that names the issuer's own key
     set; `jku_keys` holds a key set per other allowed `jku` URL (fetched only because an operator
     listed it). A pinned issuer (`jwks_file`) never fetches anything: its `jku` values are only
-    checked against the allowlist. `tenants` empty: any tenant (or none) is accepted.
+    checked against the allowlist. `tenants` empty: any tenant (or none) is accepted. `sites` maps a
+    `tenant` claim to the site whose regimen adaptations the call uses (knowledge/sites.py).
     """
 
     iss: str
@@ -30,6 +31,11 @@ class Issuer:
     allowed_jku: frozenset[str]
     jku_keys: Mapping[str, KeySet]
     tenants: frozenset[str]
+    sites: Mapping[str, str] = field(default_factory=dict)
+
+    def site_of(self, tenant: str | None) -> str | None:
+        """The site a tenant claim is mapped to, or None."""
+        return self.sites.get(tenant) if tenant else None
 
     def keys_for(self, jku: str | None) -> KeySet:
         """The key set that verifies a token with this `jku` header (already checked as allowed)."""
@@ -39,7 +45,7 @@ class Issuer:
 
     def describe(self) -> dict[str, Any]:
         return {"iss": self.iss, "keys": self.keys.describe(), "jku": sorted(self.allowed_jku),
-                "tenants": sorted(self.tenants) or "any"}
+                "tenants": sorted(self.tenants) or "any", "sites": dict(sorted(self.sites.items()))}
 
 
 def load_issuers(path: Path, remote: Callable[[str], KeySet] = RemoteKeys) -> dict[str, Issuer]:
@@ -110,8 +116,21 @@ def _issuer(entry: Any, where: str, base: Path, remote_keys: Callable[[str], Key
         # The issuer's own key set URL is an allowed jku by nature.
         jku = (*jku, url)
         jku_keys = {u: remote_keys(u) for u in jku}
-    return Issuer(iss=iss, keys=keys, allowed_jku=frozenset(jku), jku_keys=jku_keys,
-                  tenants=frozenset(_strings(entry, "tenants", where)))
+    tenants = frozenset(_strings(entry, "tenants", where))
+    return Issuer(iss=iss, keys=keys, allowed_jku=frozenset(jku), jku_keys=jku_keys, tenants=tenants,
+                  sites=_sites(entry, tenants, where))
+
+
+def _sites(entry: Mapping[str, Any], tenants: frozenset[str], where: str) -> dict[str, str]:
+    """`"sites": {"tenant": "site-id"}`; a tenant the issuer never accepts is a mistake, refused."""
+    value = entry.get("sites", {})
+    if not isinstance(value, dict) or not all(isinstance(k, str) and k and isinstance(v, str) and v.strip()
+                                              for k, v in value.items()):
+        raise ConfigError(f'{where}: "sites" must be an object mapping tenant claims to site ids (strings)')
+    unreachable = sorted(set(value) - tenants) if tenants else []
+    if unreachable:
+        raise ConfigError(f'{where}: "sites" names tenant(s) {", ".join(unreachable)} not in "tenants"')
+    return {tenant: site.strip() for tenant, site in value.items()}
 
 
 def _strings(entry: Mapping[str, Any], name: str, where: str) -> tuple[str, ...]:

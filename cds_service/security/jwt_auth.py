@@ -165,7 +165,7 @@ class JwtAuthenticator:
             raise _Unavailable(f"replay store: {exc}") from None
         if not first:
             raise _Refused("replayed", issuer.iss)
-        return Caller(issuer=issuer.iss, tenant=tenant)
+        return Caller(issuer=issuer.iss, tenant=tenant, site=issuer.site_of(tenant))
 
     def describe(self) -> str:
         """For /healthz, which anyone may read: no paths, URLs or issuer names."""

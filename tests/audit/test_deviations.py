@@ -220,7 +220,7 @@ def test_migration_0002_adds_the_order_date_and_keeps_earlier_cards(database_url
                 ":service, 'order-sign', 'h', 'dex-after-cycle-2', 'warning', 'NCT06561854', 'B', 3, 4, "
                 ":shown, 'k', 'study-subject', 'DXF-0001')"), {"service": SIGN, "shown": at(2)})
         assert "order_date" not in {c["name"] for c in inspect(engine).get_columns("audit_card")}
-        assert upgrade(engine) == head_revision() == "0002"
+        assert upgrade(engine) == head_revision()
         assert "order_date" in {c["name"] for c in inspect(engine).get_columns("audit_card")}
         with engine.begin() as connection:
             assert connection.execute(text("SELECT order_date FROM audit_card")).scalar_one() is None

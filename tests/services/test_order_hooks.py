@@ -206,6 +206,7 @@ def test_warning_card_explains_itself(client, knowledge):
     finding = card["extension"]["dexfree"]
     assert finding == {"rule": "dex-after-cycle-2", "study": "NCT06561854", "arm": "B", "regimen": "ICARIA",
                        "cycle": 3, "cycleDay": 1, "orderDate": "2026-10-27",
+                       "regimenCanonical": "https://dexfree.example.org/fhir/PlanDefinition/icaria-arm-b|1.0.0",
                        "evidence": ["CarePlan/cp-1", "MedicationRequest/dex-1", "ResearchSubject/subj-1"]}
     [remove] = card["suggestions"]
     assert remove["actions"] == [{"type": "delete", "description": "Remove the draft dexamethasone order "
