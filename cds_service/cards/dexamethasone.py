@@ -75,7 +75,9 @@ def _regimen_source(clock: CycleClock) -> str | None:
     if "CarePlan/" in clock.regimen_how:
         return None
     drug = next((d for d, key in STRATUM_DRUGS.items() if key == clock.regimen.key), None)
-    return f"{clock.regimen.key}: {drug} given" if drug else None
+    found = REFERENCE.search(clock.regimen_how)
+    how = "ordered" if found and found.group(1) == "MedicationRequest" else "given"
+    return f"{clock.regimen.key}: {drug} {how}" if drug else None
 
 
 def _latest_isatuximab(clock: CycleClock, until: date) -> date | None:
@@ -344,7 +346,7 @@ def extends_past_cycle_2(
     end_label = f"End the order on {_d(last)} (last day of cycle {stop - 1})"
     first = (f"**End this dexamethasone order on {_d(last)},** the last day of cycle {stop - 1}." if last
              else f"**End this dexamethasone order before cycle {stop}.**")
-    why = (f"Arm B, {regimen}: {_stopped(finding)}. This order {_starts(finding)} and {_runs(finding)}.")
+    why = f"Arm B, {regimen}: {_stopped(finding)}. This order {_starts(finding)}, and {_runs(finding)}."
     source_line = _from_line(finding.enrolled, finding.clock, facts.start, _order_start_how(finding))
     suggestions = []
     if raw_order is not None and last is not None and last >= facts.start:
@@ -371,12 +373,18 @@ def _by_age(clock: CycleClock | None, cycle: int | None) -> bool:
     return len(_regimen_doses(clock, cycle)) > 1
 
 
+_WRITTEN_DOSE = re.compile(r"\d+(?:[.,]\d+)?\s*(?:mg|g|µg|mcg)\b", re.IGNORECASE)
+
+
 def _with_dose(raw: dict[str, Any], dose: DoseOption) -> dict[str, Any]:
-    """The draft order with the regimen's dose in every dosage; no dispense quantity (it was for the other
-    dose: the prescriber sets it)."""
+    """The draft order with the regimen's dose in every dosage. A dosage text that writes a dose is dropped
+    (it would contradict the structured dose), and so is the dispense quantity (it was for the other dose:
+    the prescriber sets it)."""
     order = copy.deepcopy(raw)
     quantity = {"value": dose.value, "unit": dose.unit, "system": UCUM, "code": dose.unit}
     for dosage in order.get("dosageInstruction") or []:
+        if isinstance(dosage.get("text"), str) and _WRITTEN_DOSE.search(dosage["text"]):
+            del dosage["text"]
         rates = dosage.get("doseAndRate") or [{}]
         for rate in rates:
             rate.pop("doseRange", None)
@@ -408,7 +416,8 @@ def dose_mismatch(finding: DexFinding, knowledge: Knowledge,
         summary = f"Dexamethasone days: {regimen} gives it on days {days} — this order is for {where}"
     arm = f"Arm {finding.arm}, " if finding.arm else ""
     bands = f" ({_bands(finding.clock, finding.cycle)})" if by_age and dose_differs else ""
-    why = (f"{arm}{regimen}{bands}: {expected.describe()} on days {days} of cycle {finding.cycle}. "
+    given = expected.text if expected.text.startswith(expected.describe()) else expected.describe()
+    why = (f"{arm}{regimen}{bands}: {given}, on days {days} of cycle {finding.cycle}. "
            f"This order gives {ordered}, {_starts(finding).removeprefix('starts ')}")
     off = [_off_days(n) for n in finding.notes]
     why += f"; {off[0]}." if off else "."
@@ -565,7 +574,7 @@ def trial_status(situation: Situation, knowledge: Knowledge, today: date) -> dic
     problems = [plain(p) for p in (clock.problems if clock else ())]
     if arm is None:
         stop = _stop_cycle_b(knowledge)
-        summary = f"{nct}: on study, arm not recorded — check the arm before ordering dexamethasone"
+        summary = f"{nct}: on study, arm not recorded — could not verify the dexamethasone plan"
         first = (f"**Check the arm with the study team before ordering dexamethasone:** arm B gives none "
                  f"from cycle {stop}.")
         why = sentence(plain(enrolled.problems[0]) if enrolled.problems else "the study record names no arm")

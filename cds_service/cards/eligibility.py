@@ -81,17 +81,20 @@ def summary(assessment: Assessment, knowledge: Knowledge) -> str:
     return f"May be eligible for {nct} ({regimens}) — {count} {noun} to check"
 
 
-def _failing(assessment: Assessment, knowledge: Knowledge) -> str:
-    """ "excluded by HIV or hepatitis C", "fails Age 18 or older": the first two of each, then a count."""
-    def named(ids: list[str]) -> str:
-        names = [_short_name(knowledge, i) for i in ids]
-        return ", ".join(names[:2]) + (f" and {len(names) - 2} more" if len(names) > 2 else "")
+def _failing(assessment: Assessment, knowledge: Knowledge, room: int = 90) -> str:
+    """ "excluded by HIV or hepatitis C", "fails Age 18 or older": names while they fit, then a count."""
     failed = list(assessment.failed)
-    fails = [i for i in failed if not i.startswith("E")]
-    excluded = [i for i in failed if i.startswith("E")]
-    parts = [f"fails {named(fails)}"] if fails else []
-    parts += [f"excluded by {named(excluded)}"] if excluded else []
-    return "; ".join(parts)
+
+    def said(ids: list[str]) -> str:
+        fails = [_short_name(knowledge, i) for i in ids if not i.startswith("E")]
+        excluded = [_short_name(knowledge, i) for i in ids if i.startswith("E")]
+        parts = [f"fails {', '.join(fails)}"] if fails else []
+        return "; ".join(parts + ([f"excluded by {', '.join(excluded)}"] if excluded else []))
+
+    count = 1
+    while count < len(failed) and len(said(failed[: count + 1])) <= room:
+        count += 1
+    return said(failed[:count]) + (f" and {len(failed) - count} more" if count < len(failed) else "")
 
 
 def _verdict(assessment: Assessment) -> str:

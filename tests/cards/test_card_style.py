@@ -167,3 +167,14 @@ def test_the_dose_update_sent_back_is_quiet(client):
     resource = card["suggestions"][0]["actions"][0]["resource"]
     again = call(orders=(resource,), plans=(care_plan("ikema-arm-b"),))
     assert client.post("/cds-services/dex-free-order-sign", json=again).get_json()["cards"] == []
+
+
+def test_the_dose_update_drops_a_dosage_text_that_writes_the_old_dose(client):
+    from tests.rules.scenario import care_plan, day_of, dex_order
+
+    order = dex_order(day_of(1, 8), dose=40)
+    order["dosageInstruction"][0]["text"] = "40 mg by mouth in the morning"
+    body = call(orders=(order,), plans=(care_plan("ikema-arm-b"),))
+    [card] = client.post("/cds-services/dex-free-order-sign", json=body).get_json()["cards"]
+    [dosage] = card["suggestions"][0]["actions"][0]["resource"]["dosageInstruction"]
+    assert "text" not in dosage and dosage["doseAndRate"][0]["doseQuantity"]["value"] == 20
