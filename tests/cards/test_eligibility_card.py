@@ -67,7 +67,7 @@ def test_may_be_eligible(client, knowledge):
     assert len(found) == 1
     card = found[0]
     assert card["indicator"] == "info"
-    assert card["summary"] == "May be eligible for NCT06561854 (ICARIA or IKEMA) — 6 criteria need review"
+    assert card["summary"] == "May be eligible for NCT06561854 (ICARIA or IKEMA) — 6 criteria to check"
     assert card["source"]["topic"]["code"] == "eligibility"
     assert card["source"]["label"].startswith("Dex-Free CDS")
     assert card["links"] == [{"label": "NCT06561854 on ClinicalTrials.gov",
@@ -82,14 +82,22 @@ def test_may_be_eligible(client, knowledge):
     assert "Condition/p1-mm" in dexfree["evidence"]
 
 
-def test_detail_is_a_compact_criterion_table_with_the_derivation(client):
+def test_detail_gives_the_verdict_then_the_criteria_to_check_by_name_then_a_count(client):
     detail = cards(client, baseline())[0]["detail"]
-    assert "| Criterion | Status | Reason |" in detail
-    assert "| I5 | met | ECOG 1 on 2026-11-14 |" in detail
-    assert "| I7 | review | signed informed consent — needs review |" in detail
-    assert "Needs review: I6, I7, E1, E5, E9, E16." in detail
-    assert "a regimen counts as a prior therapy when it lasted 2 cycles (56 days) or more" in detail
-    assert '"met" means the patient is fine on that criterion' in detail
+    assert detail.startswith("**May be eligible** for ICARIA or IKEMA: nothing in the record excludes the "
+                             "patient; 6 criteria to check.")
+    assert "\n- Prior toxicities resolved (inclusion 6): resolution of prior-therapy toxicities" in detail
+    assert "\n- Signed informed consent (inclusion 7), Planned transplant (exclusion 5): to confirm" in detail
+    assert "Fine on 17 of 23 criteria: inclusions fulfilled, exclusions absent." in detail
+    assert "a line being 2 cycles or more" in detail
+    assert "| I5 |" not in detail and "I6, I7" not in detail and len(detail) <= 1200
+
+
+def test_criteria_the_record_shows_come_before_those_it_is_silent_on(client):
+    copd = [*baseline(), condition("J44.9", rid="copd")]
+    detail = cards(client, copd)[0]["detail"]
+    assert detail.index("Uncontrolled COPD (exclusion 10)") < detail.index("Prior toxicities resolved")
+    assert "J44.9" not in detail
 
 
 def test_regimens_still_possible_are_named(client):
@@ -105,8 +113,11 @@ def test_decisively_not_eligible_gets_no_card_by_default(client):
 
 def test_not_eligible_card_when_configured(show_all_client):
     found = cards(show_all_client, [*baseline(), condition("B20", rid="hiv")])
-    assert [c["summary"] for c in found] == ["Not eligible for NCT06561854: criteria E13 not met"]
-    assert "| E13 | **not met** | recorded: B20 |" in found[0]["detail"]
+    assert [c["summary"] for c in found] == ["Not eligible for NCT06561854 — excluded by HIV or hepatitis C"]
+    detail = found[0]["detail"]
+    assert detail.startswith("**Not eligible:** 1 criterion excludes the patient.\n\n**Excluded by:**\n"
+                             "- HIV or hepatitis C (exclusion 13): recorded")
+    assert "B20" not in detail
     assert found[0]["extension"]["dexfree"]["eligibility"]["overall"] == "not-eligible"
 
 
@@ -134,7 +145,7 @@ def test_patient_in_screening_is_screened(client):
     screening = [*baseline(), research_study("ours", "NCT06561854"),
                  research_subject("ResearchStudy/ours", rid="rs", status="candidate")]
     card = cards(client, screening)[0]
-    assert "Screening for NCT06561854 is recorded (ResearchSubject/rs, status candidate)." in card["detail"]
+    assert "Screening for NCT06561854 is recorded, status candidate." in card["detail"]
     criteria = {c["id"]: c["status"] for c in card["extension"]["dexfree"]["eligibility"]["criteria"]}
     assert criteria["E15"] == "met"  # not in another study: being screened for this one does not count
 
@@ -143,7 +154,7 @@ def test_summaries_are_short_and_count_right(knowledge):
     assessment = assess(build_record(baseline()), knowledge, TODAY)
     one_left = replace(assessment, criteria=tuple(
         replace(c, status="met") if c.id != "I7" else c for c in assessment.criteria))
-    assert summary(one_left, knowledge).endswith("— 1 criterion needs review")
+    assert summary(one_left, knowledge).endswith("— 1 criterion to check")
     everything = replace(assessment, overall="eligible",
                          criteria=tuple(replace(c, status="met") for c in assessment.criteria))
     assert summary(everything, knowledge).startswith("Eligible for NCT06561854 (ICARIA or IKEMA)")
@@ -152,6 +163,11 @@ def test_summaries_are_short_and_count_right(knowledge):
     assert summary(deceased, knowledge) == "Not eligible for NCT06561854: the patient is deceased"
     failing = replace(assessment, overall="not-eligible", criteria=tuple(
         replace(c, status="not-met") for c in assessment.criteria))
-    assert summary(failing, knowledge) == "Not eligible for NCT06561854: criteria I1, I2, I3, I4 and 19 more not met"
+    assert summary(failing, knowledge) == ("Not eligible for NCT06561854 — fails Age 18 or older, Myeloma in "
+                                           "relapse, 1 to 3 prior lines and 20 more")
+    mixed = replace(assessment, overall="not-eligible", criteria=tuple(
+        replace(c, status="not-met") if c.id in ("I5", "E4", "E13") else c for c in assessment.criteria))
+    assert summary(mixed, knowledge) == ("Not eligible for NCT06561854 — fails ECOG performance status 0–2; "
+                                         "excluded by Allogeneic transplant, HIV or hepatitis C")
     for text in (summary(a, knowledge) for a in (assessment, one_left, everything, deceased, failing)):
         assert len(text) < 140

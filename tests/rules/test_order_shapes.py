@@ -229,7 +229,7 @@ def test_sandbox_draft_without_intent(client, day, expected):
 def test_ambiguous_own_words_are_said_on_the_card(client):
     shape = dict((r[0], r[1]) for r in ROWS)["route oral, product eye drops"]
     [card] = _post(client, _body(shape, LATE))
-    assert "**Route unclear:**" in card["detail"] and "eye drops" in card["detail"]
+    assert '**Check:** route unclear, product "eye drops" says local' in card["detail"]
 
 
 def _fake_server(resources: list[dict[str, Any]]) -> Callable[[Any], tuple[int, dict[str, str], str]]:

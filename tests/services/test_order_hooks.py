@@ -197,27 +197,31 @@ def test_warning_card_explains_itself(client, knowledge):
     cards = post(client, call(orders=(dex_order(day_of(3, 1)),)))
     card = cards[0]
     assert card["indicator"] == "warning"
-    assert card["summary"] == ("Arm B of NCT06561854: no dexamethasone from cycle 3 — this order starts in cycle 3, "
-                               "day 1")
+    assert card["summary"] == "Arm B: no dexamethasone from cycle 3 — this order is for cycle 3, day 1"
     detail = card["detail"]
-    for needed in ("ResearchSubject/subj-1", "arm B", "dexamethasone-free arm", "ICARIA", "CarePlan/cp-1",
-                   "2026-09-01", "cycle 3, day 1", "MedicationRequest/dex-1", "Oral route"):
+    # What to do, why (arm, regimen, cycle and day, the day dexamethasone stopped), where the facts come from.
+    for needed in ("remove the order", "Arm B, ICARIA", "cycle 3, which began 2026-10-27",
+                   "starts 2026-10-27, cycle 3 day 1", "enrolled in arm B (study record, 2026-08-20)",
+                   "cycle 1 began 2026-09-01 (treatment plan)"):
         assert needed in detail, needed
+    assert len(detail) <= 500 and "ResearchSubject" not in detail and "CarePlan" not in detail
     finding = card["extension"]["dexfree"]
     assert finding == {"rule": "dex-after-cycle-2", "study": "NCT06561854", "arm": "B", "regimen": "ICARIA",
                        "cycle": 3, "cycleDay": 1, "orderDate": "2026-10-27",
                        "regimenCanonical": "https://dexfree.example.org/fhir/PlanDefinition/icaria-arm-b|1.0.0",
                        "evidence": ["CarePlan/cp-1", "MedicationRequest/dex-1", "ResearchSubject/subj-1"]}
     [remove] = card["suggestions"]
-    assert remove["actions"] == [{"type": "delete", "description": "Remove the draft dexamethasone order "
-                                  "MedicationRequest/dex-1", "resourceId": "MedicationRequest/dex-1"}]
+    assert remove["label"] == "Remove this dexamethasone order"
+    assert remove["actions"] == [{"type": "delete", "description": "Remove the draft dexamethasone order",
+                                  "resourceId": "MedicationRequest/dex-1"}]
     assert [r["code"] for r in card["overrideReasons"]] == ["premedication-isatuximab", "non-myeloma-indication",
                                                             "approved-deviation"]
     assert card["links"][0]["url"] == "https://clinicaltrials.gov/study/NCT06561854"
     assert card["links"][1]["url"] == "http://localhost/regimens/icaria-arm-b"
     assert card["source"]["url"] == "http://localhost/fhir/PlanDefinition/dex-free-arm-b-rule"
-    # Cycle 3 day 1 is an isatuximab day: the premedication question is raised, not answered.
-    assert "premedication" in detail and "does not say" in detail
+    # Cycle 3 day 1 is an isatuximab day: the premedication question is raised first, not answered.
+    assert detail.startswith("**Isatuximab infusion day: this may be premedication,**")
+    assert "the protocol leaves open" in detail
 
 
 def test_no_premedication_note_off_infusion_days(client):
@@ -228,7 +232,10 @@ def test_no_premedication_note_off_infusion_days(client):
 def test_extends_card_offers_to_end_on_the_last_day_of_cycle_2(client):
     order = dex_order(day_of(2, 22), days=10, frequency=(1, 1, "wk"))
     card = post(client, call(orders=(order,)))[0]
-    assert card["summary"] == "Arm B of NCT06561854: this dexamethasone order runs into cycle 3 — end it by 2026-10-26"
+    assert card["summary"] == "Arm B: this dexamethasone order runs into cycle 3, which has none — end it on 2026-10-26"
+    assert card["detail"].startswith("**End this dexamethasone order on 2026-10-26,** the last day of cycle 2.")
+    assert "runs until 2026-10-29, in cycle 3" in card["detail"]
+    assert card["suggestions"][0]["label"] == "End the order on 2026-10-26 (last day of cycle 2)"
     [update] = card["suggestions"][0]["actions"]
     assert update["type"] == "update"
     bounds = update["resource"]["dosageInstruction"][0]["timing"]["repeat"]["boundsPeriod"]
@@ -239,8 +246,10 @@ def test_extends_card_offers_to_end_on_the_last_day_of_cycle_2(client):
 def test_cannot_verify_says_what_is_missing(client):
     card = post(client, call(orders=(dex_order(),), plans=()))[0]
     assert card["indicator"] == "info"
-    assert card["summary"].startswith("Could not verify the NCT06561854 dexamethasone rule")
-    assert "cycle 1 day 1 unknown" in card["summary"] and "no regimen CarePlan" in card["detail"]
+    assert card["summary"] == "Could not check this dexamethasone order: the start of cycle 1 is not in the record"
+    assert card["detail"].startswith("**Check the cycle with the study team before signing.**")
+    assert "no treatment plan with a start date" in card["detail"] and "CarePlan" not in card["detail"]
+    assert card["extension"]["dexfree"]["missing"] == ["cycle 1 day 1 unknown"]
 
 
 def test_a_draft_too_broken_to_read_that_names_dexamethasone_is_not_ignored(client):
@@ -248,21 +257,39 @@ def test_a_draft_too_broken_to_read_that_names_dexamethasone_is_not_ignored(clie
               "medicationCodeableConcept": {"text": "dexamethasone 40 mg"}}
     cards = post(client, call(orders=(), draft_extra=(broken,)))
     assert rules(cards) == ["cannot-verify"]
-    assert "could not be read" in cards[0]["summary"] and "not valid FHIR R4" in cards[0]["detail"]
+    assert "could not be read" in cards[0]["summary"] and "naming dexamethasone is not readable" in cards[0]["detail"]
+    assert cards[0]["extension"]["dexfree"]["doubts"] == ["a draft order naming dexamethasone is not valid FHIR R4"]
 
 
 def test_isatuximab_on_an_unexpected_day_raises_a_doubt(client):
     # Cycle 2 isatuximab is given on days 1 and 15; one given on cycle 2 day 8 hints at a delayed cycle.
     card = post(client, call(orders=(dex_order(),), administrations=(
         administration("isatuximab", C1D1, "isa-1"), administration("isatuximab", day_of(2, 8), "isa-9"))))[0]
-    assert "may have been delayed" in card["detail"] and "MedicationAdministration/isa-9" in card["detail"]
+    assert "**Check:** cycle 2 may have been delayed" in card["detail"]
+    assert "MedicationAdministration" not in card["detail"]
+    # The rules' full sentence, with its reference, stays machine-readable.
+    assert any("MedicationAdministration/isa-9" in d for d in card["extension"]["dexfree"]["doubts"])
 
 
 def test_dose_mismatch_names_the_expected_dose(client):
     card = post(client, call(orders=(dex_order(day_of(2, 1), dose=20),)))[0]
     assert card["indicator"] == "info"
-    assert "expected 40 mg" in card["summary"] and "days 1, 8, 15, 22" in card["summary"]
+    assert card["summary"] == ("Dexamethasone dose: ICARIA gives 40 mg at age 66 — this order gives 20 mg, "
+                               "cycle 2 day 1")
+    assert "days 1, 8, 15, 22 of cycle 2" in card["detail"] and "40 mg under 75, 20 mg from 75" in card["detail"]
     assert card["extension"]["dexfree"]["expectedDose"] == "40 mg"
+    [change] = card["suggestions"]
+    assert change["label"] == "Change the dose to 40 mg"
+    [update] = change["actions"]
+    assert update["type"] == "update" and update["resource"]["id"] == "dex-1"
+    assert update["resource"]["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"] == {
+        "value": 40.0, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}
+
+
+def test_ikema_dose_card_says_no_age(client):
+    card = post(client, call(orders=(dex_order(day_of(1, 8), dose=40),), plans=(care_plan("ikema-arm-b"),)))[0]
+    assert card["summary"] == "Dexamethasone dose: IKEMA gives 20 mg — this order gives 40 mg, cycle 1 day 8"
+    assert "age" not in card["detail"] and "75" not in card["detail"]
 
 
 def test_patient_not_in_the_trial_gets_no_card_and_no_error(client):
@@ -276,7 +303,8 @@ def test_isatuximab_order_after_enrolment_gives_c1d1_when_nothing_was_given_yet(
                           medication_request("pomalidomide 4 mg", C1D1, "pom-rx")))
     card = post(client, body)[0]
     assert card["extension"]["dexfree"]["regimen"] == "ICARIA"
-    assert "MedicationRequest/isa-rx" in card["detail"]
+    assert "cycle 1 began 2026-09-01 (first isatuximab order); ICARIA: pomalidomide ordered" in card["detail"]
+    assert "MedicationRequest/isa-rx" in card["extension"]["dexfree"]["evidence"]
 
 
 def test_course_begun_before_cycle_1_is_shortened_to_the_last_day_of_cycle_2(client):
@@ -284,8 +312,8 @@ def test_course_begun_before_cycle_1_is_shortened_to_the_last_day_of_cycle_2(cli
                       dispenseRequest={"quantity": {"value": 400, "unit": "mg", "code": "mg"},
                                        "numberOfRepeatsAllowed": 3})
     [card] = post(client, call(orders=(order,)))
-    assert card["summary"] == "Arm B of NCT06561854: this dexamethasone order runs into cycle 3 — end it by 2026-10-26"
-    assert "starts on 2026-08-25, before cycle 1 day 1 (2026-09-01)" in card["detail"]
+    assert card["summary"] == "Arm B: this dexamethasone order runs into cycle 3, which has none — end it on 2026-10-26"
+    assert "starts 2026-08-25, before cycle 1, and runs until" in card["detail"]
     assert "cycle" not in card["extension"]["dexfree"]
     [update] = card["suggestions"][0]["actions"]
     resource = update["resource"]
@@ -301,4 +329,4 @@ def test_route_words_that_disagree_are_said(client):
         "text": "dexaméthasone crème"}})
     [card] = post(client, call(orders=(order,)))
     assert card["extension"]["dexfree"]["rule"] == "dex-after-cycle-2"
-    assert "**Route unclear:**" in card["detail"] and "crème" in card["detail"] and '"IV"' in card["detail"]
+    assert '**Check:** route unclear, product "crème" says local, route "IV" systemic' in card["detail"]

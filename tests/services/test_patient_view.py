@@ -21,8 +21,11 @@ def view(client, body):
 
 def test_arm_b_after_cycle_2(client):
     [card] = view(client, call("patient-view"))
-    assert card["summary"] == ("NCT06561854 arm B (dexamethasone-free), ICARIA, cycle 4 day 1: no dexamethasone "
-                               "since 2026-10-27 (cycle 3 day 1)")
+    assert card["summary"] == "NCT06561854 arm B, ICARIA, cycle 4 day 1: no dexamethasone since 2026-10-27"
+    assert card["detail"].startswith("**Do not order dexamethasone:** arm B gives none since cycle 3 began on "
+                                     "2026-10-27.")
+    assert "From: enrolled in arm B (study record, 2026-08-20); cycle 1 began 2026-09-01 (treatment plan)." \
+        in card["detail"]
     assert card["indicator"] == "info"
     assert card["extension"]["dexfree"] == {"rule": "trial-status", "study": "NCT06561854", "arm": "B",
                                             "regimen": "ICARIA", "cycle": 4, "cycleDay": 1,
@@ -38,19 +41,21 @@ def test_arm_b_during_cycle_2_says_until_when(client):
 def test_arm_a_gives_the_dose_by_age_band(client):
     [card] = view(client, call("patient-view", subjects=(research_subject("dexamethasone arm"),),
                                plans=(care_plan("icaria-arm-a"),)))
-    assert card["summary"] == ("NCT06561854 arm A (dexamethasone), ICARIA, cycle 4 day 1: dexamethasone 40 mg "
-                               "under 75, 20 mg from 75 on days 1, 8, 15, 22")
+    assert card["summary"] == ("NCT06561854 arm A, ICARIA, cycle 4 day 1: dexamethasone 40 mg under 75, 20 mg "
+                               "from 75 on days 1, 8, 15, 22")
 
 
 def test_unknown_cycle_is_said(client):
     [card] = view(client, call("patient-view", plans=()))
     assert "cycle unknown" in card["summary"]
-    assert "Could not verify the cycle" in card["detail"]
+    assert "Could not tell the cycle: no treatment plan with a start date" in card["detail"]
 
 
 def test_unknown_arm_is_said(client):
     [card] = view(client, call("patient-view", subjects=(research_subject(None),)))
     assert card["summary"] == "NCT06561854: on study, arm not recorded — could not verify the dexamethasone plan"
+    assert card["detail"].startswith("**Check the arm with the study team before ordering dexamethasone:**")
+    assert "the study record names no arm" in card["detail"]
 
 
 @pytest.mark.parametrize("status", ["withdrawn", "off-study", "follow-up"])
