@@ -423,7 +423,9 @@ def dose_mismatch(finding: DexFinding, knowledge: Knowledge,
            f"This order gives {ordered}, {_starts(finding).removeprefix('starts ')}")
     off = [_off_days(n) for n in finding.notes]
     why += f"; {off[0]}." if off else "."
-    whose = "; ".join(dict.fromkeys(r.whose() for r in finding.checked_against))
+    # The site id, not its publisher's full name: short, and without parentheses inside the sentence.
+    whose = "; ".join(dict.fromkeys(f"site {r.site}'s regimen" if r.site else "the published regimen"
+                                    for r in finding.checked_against))
     why += f" Checked against {whose}." if whose else ""
     source_line = _from_line(finding.enrolled, finding.clock, finding.facts.start, _order_start_how(finding))
     suggestions = []
