@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench fuzz clean
 
 # (Re)install when the project's metadata changes; `pip install -e` keeps code edits live.
 $(STAMP): pyproject.toml
@@ -34,6 +34,11 @@ bench: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python bench/bench_hooks.py
 	$(BIN)/python bench/bench_audit.py
 	$(BIN)/python bench/bench_screen.py
+
+# The whole hostile catalogue on every path of the real requests (~35,000 calls, a few minutes);
+# `make test` runs a seeded sample of it. SEED and COUNT choose another or a smaller run.
+fuzz: $(STAMP)
+	$(BIN)/python bench/fuzz_mutations.py $(if $(SEED),--seed $(SEED)) $(if $(COUNT),--count $(COUNT))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
