@@ -151,3 +151,26 @@ def test_a_search_page_that_is_unreadable_is_an_invalid_read(mutate):
     with pytest.raises(FhirReadError) as caught:
         client.search(Target(BASE, TOKEN), "ResearchSubject?patient=pat-1", Deadline.after(4000, clock))
     assert caught.value.kind == "invalid" and "page 1" in caught.value.reason
+
+
+# --- draft orders: what is checked must at least be a resource --------------------------------------------
+
+@pytest.mark.parametrize("bad", [None, 3, "MedicationRequest", [], {"resource": None}, {"resource": []},
+                                 {"fullUrl": "urn:uuid:1"}], ids=repr)
+def test_a_draft_order_entry_that_is_not_a_resource_is_a_400_naming_it(client, bad):
+    doc = load_fixture("golden/order-sign-arm-b-cycle-3.request.json")
+    doc["context"]["draftOrders"]["entry"].append(bad)
+    response = _post(client, "dex-free-order-sign", doc)
+    assert response.status_code == 400
+    issue = check_operation_outcome(response.get_json())
+    assert issue["expression"][0].startswith("context.draftOrders.entry[1]")
+
+
+@pytest.mark.parametrize("bad", [["MedicationRequest"], {"a": 1}, 5, None], ids=repr)
+def test_a_draft_order_whose_type_cannot_be_told_is_said_to_be_unverifiable(client, bad):
+    doc = load_fixture("golden/order-sign-arm-b-cycle-3.request.json")
+    doc["context"]["draftOrders"]["entry"][0]["resource"]["resourceType"] = bad
+    response = _post(client, "dex-free-order-sign", doc)
+    assert response.status_code == 200
+    summaries = [card["summary"] for card in response.get_json()["cards"]]
+    assert any(s.startswith("Could not verify") for s in summaries), summaries
