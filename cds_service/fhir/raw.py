@@ -141,3 +141,16 @@ def _is_url(value: str) -> bool:
     except ValueError:  # "http://[x": an unbalanced IPv6 bracket, which urljoin would raise on later
         return False
     return True
+
+
+def concept(value: Any) -> dict[str, Any] | None:
+    """A raw CodeableConcept with only its readable parts (string text; codings of string system, code,
+    display), for matchers that expect the types R4 gives them; None when it is not an object."""
+    if not isinstance(value, dict):
+        return None
+    codings = [{key: item[key] for key in ("system", "code", "display") if isinstance(item.get(key), str)}
+               for item in objects(value, "coding")]
+    found: dict[str, Any] = {"coding": codings}
+    if isinstance(value.get("text"), str):
+        found["text"] = value["text"]
+    return found
