@@ -360,7 +360,8 @@ def _readable(reference: str, expected: str, target: Target) -> tuple[str | None
         if candidate is None:
             return None, "it points to another server than fhirServer; not read"
     match = _REFERENCE.match(candidate)
-    if match is None:
+    if match is None or not match.group(2).strip("."):
+        # `Medication/..` fits FHIR's id pattern but is a path segment: read, it would climb the URL.
         return None, "not a Type/id reference the record could resolve"
     if match.group(1) != expected:
         return None, f"it refers to a {match.group(1)}, not a {expected}"

@@ -174,3 +174,16 @@ def test_a_draft_order_whose_type_cannot_be_told_is_said_to_be_unverifiable(clie
     assert response.status_code == 200
     summaries = [card["summary"] for card in response.get_json()["cards"]]
     assert any(s.startswith("Could not verify") for s in summaries), summaries
+
+
+@responses.activate
+@pytest.mark.parametrize("reference", ["Medication/..", "Medication/.", "Medication/../../x",
+                                       "http://169.254.169.254/Medication/x", "Medication/../Patient/pat-42"])
+def test_a_reference_that_would_climb_or_leave_the_server_is_never_read(reference):
+    request = _order_sign({}, fhir_server=BASE)
+    order = request.draft_orders["entry"][0]["resource"]
+    order.pop("medicationCodeableConcept")
+    order["medicationReference"] = {"reference": reference}
+    record = assemble_record(request, (), wants=(), fhir=gateway(allowed_fhir_servers=(BASE,)))
+    assert reference in record.unresolved
+    assert len(responses.calls) == 0
