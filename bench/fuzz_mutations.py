@@ -40,7 +40,7 @@ def _run(client, items, describe, before=lambda item: None) -> tuple[int, list[s
     failed, started = [], time.monotonic()
     for number, (item, mutated) in enumerate(items, start=1):
         before(item)
-        status, text, seconds = mutation.post(client, mutated)
+        status, text, seconds = mutation.post(client, mutated, LIMIT_SECONDS)
         why = mutation.check(mutated, status, text, seconds, LIMIT_SECONDS)
         if why:
             failed.append(f"{describe(item)} → {why}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -216,6 +217,8 @@ TRACE_MARKS = ("Traceback", 'File "', '.py"')
 
 def check(mutation: Mutation, status: int, text: str, seconds: float, limit: float) -> str | None:
     """Why an answer breaks the rules (a 5xx, a 4xx that is not a clean OperationOutcome, too slow)."""
+    if status == HUNG:
+        return f"no answer within {limit:.0f} s (a hang)"
     if status >= 500:
         return f"HTTP {status}"
     if seconds > limit:
@@ -248,12 +251,30 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(item)
 
 
-def post(client: Any, mutation: Mutation) -> tuple[int, str, float]:
-    """Send one mutated request with a Flask test client: status, body text, seconds taken."""
-    started = time.monotonic()
+HUNG = -1  # the status `post` gives a request that got no answer within its limit
+
+
+def post(client: Any, mutation: Mutation, limit: float = 30.0) -> tuple[int, str, float]:
+    """Send one mutated request with a Flask test client: status, body text, seconds taken.
+
+    The request runs on a thread joined with a timeout, so a hang is a failure (status HUNG) rather than
+    a suite that never ends; that thread is a daemon and is left to the end of the process.
+    """
+    result: list[tuple[int, str]] = []
     headers = {"Content-Type": mutation.content_type} if mutation.content_type else {}
-    response = client.post(mutation.endpoint, data=mutation.data, headers=headers)
-    return response.status_code, response.get_data(as_text=True), time.monotonic() - started
+
+    def send() -> None:
+        response = client.post(mutation.endpoint, data=mutation.data, headers=headers)
+        result.append((response.status_code, response.get_data(as_text=True)))
+
+    started = time.monotonic()
+    worker = threading.Thread(target=send, name="fuzz-request", daemon=True)
+    worker.start()
+    worker.join(timeout=limit)
+    seconds = time.monotonic() - started
+    if not result:
+        return HUNG, "", seconds
+    return result[0][0], result[0][1], seconds
 
 
 # --- the fetch path: a FHIR server answering mutated Bundles ------------------------------------------
