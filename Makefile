@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench mutation clean
+.PHONY: run test lint bench mutation fuzz clean
 
 # (Re)install when the project's metadata changes; `pip install -e` keeps code edits live.
 $(STAMP): pyproject.toml
@@ -56,6 +56,11 @@ $(MUTATION_STAMP): pyproject.toml $(STAMP)
 mutation: $(MUTATION_STAMP)
 	nice -n 10 $(BIN)/mutmut run --max-children $(JOBS) $(foreach m,$(MUTANTS),'$(m)')
 	$(BIN)/python bench/mutation_report.py
+
+# The whole hostile catalogue on every path of the real requests (~35,000 calls, a few minutes);
+# `make test` runs a seeded sample of it. SEED and COUNT choose another or a smaller run.
+fuzz: $(STAMP)
+	$(BIN)/python bench/fuzz_mutations.py $(if $(SEED),--seed $(SEED)) $(if $(COUNT),--count $(COUNT))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

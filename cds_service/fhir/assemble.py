@@ -22,9 +22,10 @@ from urllib.parse import urljoin
 from fhir.resources.R4B.resource import Resource
 
 from cds_service.errors import CdsError, operation_outcome
-from cds_service.fhir.client import Deadline, Target, next_link
+from cds_service.fhir import raw as safe
+from cds_service.fhir.client import Deadline, Target
 from cds_service.fhir.fetch import FhirGateway, Outcome, Read
-from cds_service.fhir.parse import bundle_resources, parse_resource
+from cds_service.fhir.parse import parse_resource
 from cds_service.fhir.prefetch import STUDY_KEY, TEMPLATES, server_queries
 from cds_service.fhir.record import PatientRecord, Skipped
 from cds_service.hooks.request import HookRequest
@@ -92,19 +93,36 @@ class MissingData(CdsError):
 
 
 def prefetch_gap(value: Any) -> str | None:
-    """Why a prefetch value cannot be used (absent, null, an OperationOutcome), or None if it can."""
+    """Why a prefetch value cannot be used (absent, null, an OperationOutcome, a Bundle with unreadable
+    entries or links), or None if it can.
+
+    A Bundle with an entry that is not a resource, or whose `link` cannot be read, is not used at all:
+    the unreadable entry may be the enrolment or the order that decides, and an unreadable link hides
+    whether more pages exist. Like any other gap, the part is then read from `fhirServer`, or named as
+    missing (a 412 when the call needs it).
+    """
     if value is None:
         return "not prefetched"
-    if not isinstance(value, dict) or "resourceType" not in value:
+    kind = safe.resource_type(value)
+    if kind is None:
         return "prefetch value is not a FHIR resource"
-    if value["resourceType"] == "OperationOutcome":
+    if kind == "OperationOutcome":
         return "the client could not prefetch it"
-    if value["resourceType"] == "Bundle":
+    if kind == "Bundle":
+        entries = safe.bundle_entries(value)
+        if entries.unreadable:
+            count = len(entries.unreadable)
+            shown = "; ".join(entries.unreadable[:3]) + ("; …" if count > 3 else "")
+            return (f"the prefetch Bundle has {count} unreadable entr{'y' if count == 1 else 'ies'} "
+                    f"({shown}); a decision is not taken on part of the data")
+        problem = safe.link_problem(value)
+        if problem is not None:
+            return f"the prefetch Bundle's {problem}: whether it has more pages cannot be told"
         # Some clients wrap their error in a Bundle: one with only error OperationOutcomes is no data.
-        inside = bundle_resources(value)
-        issues = [i for r in inside for i in r.get("issue") or [] if isinstance(i, dict)]
-        if inside and {r.get("resourceType") for r in inside} == {"OperationOutcome"} \
-                and any(i.get("severity") in ("error", "fatal") for i in issues):
+        inside = entries.resources
+        issues = [i for r in inside for i in safe.objects(r, "issue")]
+        if inside and {safe.resource_type(r) for r in inside} == {"OperationOutcome"} \
+                and any(safe.text(i, "severity") in ("error", "fatal") for i in issues):
             return "the client could not prefetch it"
     return None
 
@@ -141,9 +159,9 @@ def assemble_record(request: HookRequest, needs: Iterable[str], *,
         value = request.prefetch.get(part)
         gap = prefetch_gap(value)
         if gap is None:
-            add_part(record, part, bundle_resources(value), keep, parse)
+            add_part(record, part, safe.iter_resources(value), keep, parse)
             record.sources[part] = "prefetch"
-            link = next_link(value) if value.get("resourceType") == "Bundle" else None
+            link = safe.next_link(value)
             if link is None:
                 continue
             if target is None:
@@ -211,9 +229,9 @@ def select_and_parse(part: str, resources: Iterable[dict[str, Any]], keep: Keep 
     expected = TEMPLATES[part][0] if part in TEMPLATES else part.split("/", maxsplit=1)[0]
     parsed: Parsed = []
     for raw in resources:
-        kind = raw.get("resourceType")
-        if not isinstance(kind, str):
-            continue  # not a FHIR resource at all: nothing to validate or file
+        kind = safe.resource_type(raw)
+        if kind is None:
+            continue  # not a FHIR resource at all (prefetch_gap and the client refuse those first)
         if kind == expected:
             if keep is not None and part in _LIST_FIELDS and not keep(part, raw):
                 continue
@@ -233,9 +251,8 @@ def _of_another_patient(part: str, raw: dict[str, Any], patient_id: str) -> bool
     if part == "patient":
         return raw.get("id") not in (None, patient_id)
     for field_name in _PATIENT_FIELDS:
-        value = raw.get(field_name)
-        reference = value.get("reference") if isinstance(value, dict) else None
-        if isinstance(reference, str):
+        reference = safe.reference(raw, field_name)
+        if reference is not None:
             match = _PATIENT_REFERENCE.search(reference)
             if match and match.group(1) != patient_id:
                 return True
@@ -345,7 +362,8 @@ def _readable(reference: str, expected: str, target: Target) -> tuple[str | None
         if candidate is None:
             return None, "it points to another server than fhirServer; not read"
     match = _REFERENCE.match(candidate)
-    if match is None:
+    if match is None or not match.group(2).strip("."):
+        # `Medication/..` fits FHIR's id pattern but is a path segment: read, it would climb the URL.
         return None, "not a Type/id reference the record could resolve"
     if match.group(1) != expected:
         return None, f"it refers to a {match.group(1)}, not a {expected}"
@@ -371,8 +389,8 @@ def _add_studies(record: PatientRecord, value: Any, parse: Parse = parse_resourc
     """The study key's ResearchStudies (none, one or several) resolve the ResearchSubjects' references."""
     if prefetch_gap(value) is not None:
         return  # not prefetched: the study is read by its reference, as before
-    for raw in bundle_resources(value):
-        if raw.get("resourceType") != "ResearchStudy":
+    for raw in safe.iter_resources(value):
+        if safe.resource_type(raw) != "ResearchStudy":
             continue
         try:
             remember(record, parse(raw))
@@ -381,22 +399,24 @@ def _add_studies(record: PatientRecord, value: Any, parse: Parse = parse_resourc
 
 
 def _add_draft_orders(record: PatientRecord, bundle: Any, parse: Parse = parse_resource) -> None:
-    for entry in (bundle or {}).get("entry") or []:
-        raw = entry.get("resource") if isinstance(entry, dict) else None
-        if not isinstance(raw, dict):
+    # hooks/request.py has refused entries that are not {"resource": {…}}; a resource whose type cannot
+    # be told is kept raw as unreadable, so a rule can still say it could not verify it.
+    for entry in safe.objects(bundle, "entry"):
+        raw = safe.obj(entry, "resource")
+        if raw is None:
             continue
         try:
             resource = parse(raw)
         except ValueError as exc:
             record.unreadable_orders.append(raw)
             log_event(log, "draft order unreadable", logging.WARNING,
-                      resourceType=str(raw.get("resourceType", "unknown"))[:40], reason=str(exc))
+                      resourceType=(safe.resource_type(raw) or "unknown")[:40], reason=str(exc))
             continue
         if resource.get_resource_type() == "Medication":
             remember(record, resource)
         else:
             record.draft_orders.append(resource)
             remember(record, resource)
-        full_url = entry.get("fullUrl")
-        if isinstance(full_url, str) and full_url:
+        full_url = safe.text(entry, "fullUrl")
+        if full_url is not None:
             record.referenced[full_url] = resource

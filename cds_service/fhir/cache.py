@@ -28,7 +28,10 @@ def normalize_query(relative: str) -> str:
 
     The sort is stable, so repeated parameters keep their order among themselves.
     """
-    parts = urlsplit(relative)
+    try:
+        parts = urlsplit(relative)
+    except ValueError:  # from a link of the server's answer ("//[x"): kept as is, still one key per text
+        return relative
     params = sorted(parse_qsl(parts.query, keep_blank_values=True), key=lambda kv: kv[0])
     return parts.path.strip("/") + (f"?{urlencode(params)}" if params else "")
 

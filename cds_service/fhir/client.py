@@ -27,6 +27,8 @@ from urllib.parse import urljoin
 import requests
 from requests.adapters import HTTPAdapter
 
+from cds_service.fhir import raw as safe
+from cds_service.hooks.request import MAX_JSON_DEPTH, json_depth
 from cds_service.security.allowlist import is_within
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
@@ -146,8 +148,12 @@ class FhirClient:
             if bundle.get("resourceType") != "Bundle":
                 raise FhirReadError("the FHIR server answered a search with something other than a Bundle",
                                     "invalid")
-            resources.extend(_entries(bundle))
-            link = next_link(bundle)
+            resources.extend(_entries(bundle, followed))
+            problem = safe.link_problem(bundle)
+            if problem is not None:
+                raise FhirReadError(f"the FHIR server's search answer is unreadable (page {followed + 1}: "
+                                    f"{problem}); whether it has more pages cannot be told", "invalid")
+            link = safe.next_link(bundle)
             if link is None:
                 return resources
             if followed >= self.max_pages:
@@ -233,12 +239,8 @@ class FhirClient:
 
 
 def next_link(bundle: dict[str, Any]) -> str | None:
-    """The `next` link of a Bundle, if any."""
-    for link in bundle.get("link") or []:
-        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str) \
-                and link["url"].strip():
-            return link["url"].strip()
-    return None
+    """The `next` link of a Bundle, if any (None too when its `link` is unreadable: see raw.link_problem)."""
+    return safe.next_link(bundle)
 
 
 def retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
@@ -308,6 +310,10 @@ def _json_body(response: requests.Response, deadline: Deadline, read_timeout: fl
         kind = "HTML" if "html" in content_type else "not valid JSON (truncated or malformed)"
         raise FhirReadError(f"the FHIR server's answer is {kind}, not FHIR JSON", "invalid",
                             response.status_code) from None
+    if json_depth(body, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        # Validating it would exhaust the stack of the read's thread, as a request body would.
+        raise FhirReadError(f"the FHIR server's answer is nested deeper than {MAX_JSON_DEPTH} levels",
+                            "invalid", response.status_code)
     if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
         raise FhirReadError("the FHIR server's answer is not a FHIR resource", "invalid",
                             response.status_code)
@@ -317,15 +323,21 @@ def _json_body(response: requests.Response, deadline: Deadline, read_timeout: fl
     return body
 
 
-def _entries(bundle: dict[str, Any]) -> list[dict[str, Any]]:
-    """The resources of one Bundle page; OperationOutcome entries (search warnings) are left out."""
-    found = []
-    for entry in bundle.get("entry") or []:
-        if not isinstance(entry, dict) or not isinstance(entry.get("resource"), dict):
+def _entries(bundle: dict[str, Any], page: int = 0) -> list[dict[str, Any]]:
+    """The resources of one Bundle page; OperationOutcome entries (search warnings) are left out.
+
+    An entry that is not a resource makes the whole search unreadable, as in a prefetch
+    (assemble.prefetch_gap): it may be the one that decides.
+    """
+    found = safe.bundle_entries(bundle)
+    if found.unreadable:
+        raise FhirReadError(f"the FHIR server's search answer is unreadable (page {page + 1}: "
+                            f"{found.unreadable[0]})", "invalid")
+    entries = [e for e in safe.items(bundle, "entry")]
+    kept = []
+    for entry, resource in zip(entries, found.resources, strict=True):
+        mode = safe.text(safe.obj(entry, "search"), "mode")
+        if mode == "outcome" or safe.resource_type(resource) == "OperationOutcome":
             continue
-        resource = entry["resource"]
-        mode = (entry.get("search") or {}).get("mode") if isinstance(entry.get("search"), dict) else None
-        if mode == "outcome" or resource.get("resourceType") == "OperationOutcome":
-            continue
-        found.append(resource)
-    return found
+        kept.append(resource)
+    return kept

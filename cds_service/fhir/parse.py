@@ -14,6 +14,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.resource import Resource
 from pydantic import ValidationError
 
+from cds_service.fhir import raw as safe
 from cds_service.fhir.r5compat import to_r4
 from cds_service.logs import log_event
 
@@ -42,7 +43,7 @@ def parse_resource(raw: Any) -> Resource:
             if repaired is None:
                 raise ValueError(f"{raw['resourceType']} does not validate: {_where(exc)}") from None
             data = repaired
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, RecursionError) as exc:
             # fhir_core raises KeyError for an unknown resourceType inside the resource (a contained
             # resource, a Bundle entry) instead of a ValidationError; its message is not shown.
             raise ValueError(f"{raw['resourceType']} does not validate: {type(exc).__name__} "
@@ -124,13 +125,8 @@ def _walk(data: Any, path: list[Any]) -> Any:
 
 
 def bundle_resources(value: Any) -> list[dict[str, Any]]:
-    """The resources in a prefetch value: a Bundle's entries, or the value itself."""
-    if not isinstance(value, dict):
-        return []
-    if value.get("resourceType") == "Bundle":
-        return [e["resource"] for e in value.get("entry") or []
-                if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
-    return [value]
+    """The readable resources in a prefetch value: a Bundle's entries, or the value itself (raw.py)."""
+    return list(safe.iter_resources(value))
 
 
 def warm_models(resource_types: tuple[str, ...]) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from cds_service.fhir import raw as safe
+
 _R4_SUBJECT_STATUS = frozenset({
     "candidate", "eligible", "follow-up", "ineligible", "not-registered", "off-study", "on-study",
     "on-study-intervention", "on-study-observation", "pending-on-study", "potential-candidate", "screening",
@@ -18,7 +20,7 @@ _R4_SUBJECT_STATUS = frozenset({
 
 def to_r4(raw: dict[str, Any]) -> dict[str, Any]:
     """The resource with R5 element names moved to R4 ones (a copy when anything changes)."""
-    if raw.get("resourceType") != "ResearchSubject":
+    if not isinstance(raw, dict) or raw.get("resourceType") != "ResearchSubject":
         return raw
     r5_keys = {"subject", "assignedComparisonGroup", "actualComparisonGroup", "progress"}
     if not r5_keys & raw.keys():
@@ -29,9 +31,12 @@ def to_r4(raw: dict[str, Any]) -> dict[str, Any]:
         if r5 in out:
             value = out.pop(r5)
             out.setdefault(r4, value)
-    states = [coding.get("code") for step in out.pop("progress", None) or [] if isinstance(step, dict)
-              for coding in (step.get("subjectState") or {}).get("coding") or [] if isinstance(coding, dict)]
-    states = [s for s in states if s in _R4_SUBJECT_STATUS]
-    if states and out.get("status") not in _R4_SUBJECT_STATUS:
+    progress = out.pop("progress", None)
+    # Unvalidated JSON: any of these may be of another JSON type (then it simply names no state).
+    states = [coding.get("code") for step in (progress if isinstance(progress, list) else [])
+              for coding in safe.objects(safe.obj(step, "subjectState"), "coding")]
+    states = [s for s in states if isinstance(s, str) and s in _R4_SUBJECT_STATUS]
+    status = out.get("status")
+    if states and not (isinstance(status, str) and status in _R4_SUBJECT_STATUS):
         out["status"] = states[-1]
     return out

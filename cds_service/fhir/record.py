@@ -80,7 +80,7 @@ class PatientRecord:
 
     def resolve(self, reference: str | None, within: Resource | None = None) -> Resource | None:
         """The resource a reference points to: contained (`#id`) in `within`, or known to the record."""
-        if not reference:
+        if not isinstance(reference, str) or not reference:
             return None
         if reference.startswith("#"):
             for contained in getattr(within, "contained", None) or []:

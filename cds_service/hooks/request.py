@@ -163,6 +163,7 @@ def parse_hook_request(body: Any, expected_hook: str, service_id: str) -> HookRe
             # The Sandbox omits Bundle.type; only the resourceType is insisted on.
             raise bad_request("Field context.draftOrders must be a FHIR Bundle", "context.draftOrders")
         _check_entries(context["draftOrders"], "context.draftOrders")
+        _check_orders(context["draftOrders"])
 
     fhir_server = None
     if body.get("fhirServer") is not None:
@@ -208,6 +209,18 @@ def _check_entries(bundle: Mapping[str, Any], path: str) -> None:
     # Bundle.entry is walked as a list everywhere after this: an object or number there is a 400.
     if bundle.get("entry") is not None and not isinstance(bundle["entry"], list):
         raise bad_request(f"Field {path}.entry must be a JSON array", f"{path}.entry")
+
+
+def _check_orders(bundle: Mapping[str, Any]) -> None:
+    # The orders to check must at least be resources: one that is not cannot even be said to be
+    # unreadable on a card. (A resource that does not validate is kept, and the rules say so.)
+    for index, entry in enumerate(bundle.get("entry") or []):
+        path = f"context.draftOrders.entry[{index}]"
+        if not isinstance(entry, dict):
+            raise bad_request(f"{path} must be a JSON object", path)
+        if not isinstance(entry.get("resource"), dict):
+            raise bad_request(f"Required field {path}.resource is missing or not a JSON object",
+                              f"{path}.resource")
 
 
 def count_resources(request: HookRequest) -> int:

@@ -60,16 +60,25 @@ def relevance(knowledge: Knowledge, drugs: tuple[str, ...] = (MEDICATION_SET,)
             concept = raw.get("medicationCodeableConcept")
             if not isinstance(concept, dict):
                 return False
-            codings = tuple((c.get("system"), c.get("code"), c.get("display"))
-                            for c in concept.get("coding") or [] if isinstance(c, dict))
-            text = concept.get("text")
-            try:
-                return drug_named(text if isinstance(text, str) else None, codings)
-            except TypeError:  # an unhashable value where a string belongs
-                return drug_set.match_concept(concept) is not None
+            # Unvalidated JSON: only strings are matched (a coding of another type names no drug).
+            listed = concept.get("coding")
+            codings = tuple((_text(c.get("system")), _text(c.get("code")), _text(c.get("display")))
+                            for c in (listed if isinstance(listed, list) else []) if isinstance(c, dict))
+            return drug_named(_text(concept.get("text")), codings)
         if part == "observations":
             concept = raw.get("code")
-            return isinstance(concept, dict) and observation_set.match_concept(concept) is not None
+            if not isinstance(concept, dict):
+                return False
+            listed = concept.get("coding")
+            return observation_set.match_concept({
+                "text": _text(concept.get("text")),
+                "coding": [{key: _text(c.get(key)) for key in ("system", "code", "display")}
+                           for c in (listed if isinstance(listed, list) else []) if isinstance(c, dict)],
+            }) is not None
         return True
 
     return keep
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

@@ -20,4 +20,8 @@ and SQLite's page cache (2 MB); the temporary file is deleted at the end. The di
 of the resources kept (cut down), in the system's temporary folder.
 One limit: a single Bundle *file* is one JSON document and is read whole — large exports belong in NDJSON.
 Resources that do not validate as FHIR R4 are skipped and counted (by type only: no patient data is logged).
+An NDJSON line or Bundle entry that is not a readable resource (not JSON, not an object, a resourceType that
+is not a string, nesting past 100 levels), or a resource or patient whose reading fails on a value of an
+unexpected JSON type, is skipped, counted and named by position on stderr (`Condition.000.ndjson line 7:
+not JSON`, `export.json entry[3]: …`, the first ten of them); the screening of the others goes on.
 """

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from cds_service.fhir import raw as safe
 from cds_service.knowledge.model import Knowledge
 from cds_service.knowledge.reads import CONDITION_SETS, MEDICATION_SET, OBSERVATION_SETS, PROCEDURE_SETS
 from cds_service.rules.facts import cancer_profile, matcher
@@ -66,8 +67,7 @@ def reference_key(reference: str) -> str | None:
 def patient_key(raw: dict[str, Any], aliases: dict[str, str], full_url: str | None = None) -> str | None:
     """The id of the patient a resource belongs to (a Patient: its own), or None."""
     if raw.get("resourceType") == "Patient":
-        identity = raw.get("id") or full_url
-        return str(identity) if identity else None
+        return safe.text(raw, "id") or full_url
     for element in _PATIENT_ELEMENTS:
         value = raw.get(element)
         reference = value.get("reference") if isinstance(value, dict) else None
@@ -80,8 +80,8 @@ def patient_key(raw: dict[str, Any], aliases: dict[str, str], full_url: str | No
 
 
 def _contained(raw: dict[str, Any], reference: str) -> dict[str, Any] | None:
-    for item in raw.get("contained") or []:
-        if isinstance(item, dict) and f"#{item.get('id')}" == reference:
+    for item in safe.objects(raw, "contained"):
+        if f"#{safe.text(item, 'id')}" == reference:
             return item
     return None
 
@@ -89,15 +89,20 @@ def _contained(raw: dict[str, Any], reference: str) -> dict[str, Any] | None:
 def medication_matches(medication: dict[str, Any], knowledge: Knowledge) -> bool:
     """Whether a Medication (raw) is an anti-myeloma drug, by its code or an ingredient's."""
     found = matcher(knowledge)
-    if found.matches(MEDICATION_SET, medication.get("code")):
+    if _matches(found, MEDICATION_SET, medication.get("code")):
         return True
-    for ingredient in medication.get("ingredient") or []:
-        item = ingredient.get("itemCodeableConcept") if isinstance(ingredient, dict) else None
-        if item is not None and found.matches(MEDICATION_SET, item):
+    for ingredient in safe.objects(medication, "ingredient"):
+        if _matches(found, MEDICATION_SET, ingredient.get("itemCodeableConcept")):
             return True
-        if isinstance(ingredient, dict) and ingredient.get("itemReference"):
+        if ingredient.get("itemReference"):
             return True  # an ingredient elsewhere: the criteria resolve it
     return False
+
+
+def _matches(found: Any, key: str, value: Any) -> bool:
+    # Raw JSON: the matcher is given the concept's readable parts only (strings where R4 has strings).
+    concept = safe.concept(value)
+    return concept is not None and found.matches(key, concept)
 
 
 def external_medication(raw: dict[str, Any]) -> str | None:
@@ -113,14 +118,14 @@ def keep(raw: dict[str, Any], knowledge: Knowledge) -> bool:
     if kind in ("Patient", "ResearchSubject"):
         return True
     found = matcher(knowledge)
-    if kind == "Condition" and cancer_profile(raw):
+    profiles = [p for p in safe.items(safe.obj(raw, "meta"), "profile") if isinstance(p, str)]
+    if kind == "Condition" and cancer_profile({"meta": {"profile": profiles}}):
         return True
     if kind in _CODE_SETS:
-        code = raw.get("code")
-        return code is not None and any(found.matches(key, code) for key in _CODE_SETS[kind])
+        return any(_matches(found, key, raw.get("code")) for key in _CODE_SETS[kind])
     if kind in MEDICATION_TYPES:
         if raw.get("medicationCodeableConcept") is not None:
-            return found.matches(MEDICATION_SET, raw["medicationCodeableConcept"])
+            return _matches(found, MEDICATION_SET, raw["medicationCodeableConcept"])
         value = raw.get("medicationReference")
         reference = value.get("reference") if isinstance(value, dict) else None
         if not isinstance(reference, str) or not reference:
@@ -195,7 +200,7 @@ def _dosage(dosage: Any) -> Any:
 
 def project(raw: dict[str, Any]) -> dict[str, Any]:
     """The resource with only the elements the criteria read (a Dosage: its route and timing bounds)."""
-    wanted = ELEMENTS.get(raw.get("resourceType", ""))
+    wanted = ELEMENTS.get(safe.resource_type(raw) or "")
     if wanted is None:
         return raw
     kept = {key: value for key, value in raw.items() if key in wanted}

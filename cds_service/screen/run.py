@@ -19,6 +19,7 @@ from typing import Any, TextIO
 from fhir.resources.R4B.resource import Resource
 
 from cds_service.config import Config
+from cds_service.fhir import raw as safe
 from cds_service.fhir.assemble import remember
 from cds_service.fhir.record import PatientRecord
 from cds_service.knowledge.model import Knowledge, load_knowledge
@@ -66,15 +67,20 @@ class Summary:
     kept: int = 0
     patients: int = 0
     rows: int = 0
-    malformed: int = 0  # NDJSON lines that are not JSON resources
+    malformed: int = 0  # NDJSON lines and Bundle entries that are not readable resources
+    # The first of them (and of the resources that could not be read further), by position and why.
+    unreadable: list[str] = field(default_factory=list)
+    failed: int = 0  # resources (or patients) whose reading failed past the checks: counted, not fatal
     no_patient: int = 0  # resources the criteria read whose patient could not be told
     invalid: Counter[str] = field(default_factory=Counter)  # kept resources that do not validate (by type)
     types: Counter[str] = field(default_factory=Counter)
 
     def warnings(self) -> list[str]:
         found = []
-        if self.malformed:
-            found.append(f"{self.malformed} NDJSON line(s) skipped: not a JSON resource")
+        skipped = self.malformed + self.failed
+        if skipped:
+            found.append(f"{skipped} NDJSON line(s), Bundle entr(y/ies) or patient(s) skipped as unreadable "
+                         f"({_positions(self.unreadable, skipped)})")
         if self.invalid:
             kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.invalid.items()))
             found.append(f"{sum(self.invalid.values())} resource(s) skipped: not valid FHIR R4 ({kinds})")
@@ -86,13 +92,30 @@ class Summary:
                              "as absent")
         return found
 
+    def note(self, where: str, why: str) -> None:
+        """Remember an unreadable item's position (the first few: a broken export must not flood stderr)."""
+        if len(self.unreadable) < _SHOWN:
+            self.unreadable.append(f"{where}: {why}")
+
     def describe(self) -> str:
         return (f"screened {self.patients} patient(s) from {self.resources} resource(s) ({self.kept} read); "
                 f"{self.rows} with multiple myeloma written")
 
     def log_fields(self) -> dict[str, Any]:
         return {"resources": self.resources, "kept": self.kept, "patients": self.patients, "rows": self.rows,
-                "malformed": self.malformed, "noPatient": self.no_patient, "invalid": dict(self.invalid)}
+                "malformed": self.malformed, "failed": self.failed, "noPatient": self.no_patient,
+                "invalid": dict(self.invalid)}
+
+
+_SHOWN = 10
+# What a resource of unvalidated JSON can raise in code that reads it raw (a value of an unexpected JSON
+# type the checks missed): that resource is counted and named, the screening goes on.
+_READ_ERRORS = (TypeError, AttributeError, KeyError, ValueError, IndexError, RecursionError, OverflowError)
+
+
+def _positions(shown: list[str], total: int) -> str:
+    more = total - len(shown)
+    return "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
 
 
 def _index(files: list[Path], knowledge: Knowledge, store: PatientStore, summary: Summary,
@@ -105,8 +128,9 @@ def _index(files: list[Path], knowledge: Knowledge, store: PatientStore, summary
         done += count
         progress.update("reading", done, total, "B")
 
-    def malformed() -> None:
+    def malformed(where: str, why: str) -> None:
         summary.malformed += 1
+        summary.note(where, why)
 
     def skipped(kind: str) -> None:
         summary.resources += 1
@@ -121,25 +145,34 @@ def _index(files: list[Path], knowledge: Knowledge, store: PatientStore, summary
 
     hooks = Hooks(progress=advance, malformed=malformed, line_filter=line_filter_of, skipped=skipped)
     for item in read_all(files, hooks):
-        raw, kind = item.raw, item.raw["resourceType"]
-        summary.resources += 1
-        summary.types[kind] += 1
-        if kind in SHARED_TYPES:
-            keys = [k for k in (f"{kind}/{raw['id']}" if raw.get("id") else None, item.full_url) if k]
-            if keys and (kind != "Medication" or medication_matches(raw, knowledge)):
-                store.add_shared(keys, json.dumps(project(raw)))
-            continue
-        if kind not in PATIENT_TYPES:
-            continue
-        if not keep(raw, knowledge):
-            continue
-        patient = patient_key(raw, item.aliases, item.full_url)
-        if patient is None:
-            summary.no_patient += 1
-        else:
-            summary.kept += 1
-            # An NDJSON line is stored as read (cheaper than encoding it again); cut down when read back.
-            store.add(patient, item.line.decode() if item.line else json.dumps(project(raw)))
+        try:
+            _index_one(item, knowledge, store, summary)
+        except _READ_ERRORS as exc:
+            summary.failed += 1
+            summary.note(item.where, f"could not be read ({type(exc).__name__})")
+
+
+def _index_one(item: Any, knowledge: Knowledge, store: PatientStore, summary: Summary) -> None:
+    raw, kind = item.raw, item.raw["resourceType"]
+    summary.resources += 1
+    summary.types[kind] += 1
+    if kind in SHARED_TYPES:
+        own = safe.text(raw, "id")
+        keys = [k for k in (f"{kind}/{own}" if own else None, item.full_url) if k]
+        if keys and (kind != "Medication" or medication_matches(raw, knowledge)):
+            store.add_shared(keys, json.dumps(project(raw)))
+        return
+    if kind not in PATIENT_TYPES:
+        return
+    if not keep(raw, knowledge):
+        return
+    patient = patient_key(raw, item.aliases, item.full_url)
+    if patient is None:
+        summary.no_patient += 1
+    else:
+        summary.kept += 1
+        # An NDJSON line is stored as read (cheaper than encoding it again); cut down when read back.
+        store.add(patient, item.line.decode() if item.line else json.dumps(project(raw)))
 
 
 _INTERNER = Interner()
@@ -200,7 +233,7 @@ def _record(patient: str, bodies: list[str], knowledge: Knowledge, shared: _Shar
             continue
         linked = external_medication(raw) if kind in MEDICATION_TYPES else None
         if kind == "ResearchSubject":
-            linked = (raw.get("study") or {}).get("reference")
+            linked = safe.reference(raw, "study")
         if linked:
             found = shared.get(linked)
             if found is None and kind != "ResearchSubject":
@@ -227,10 +260,18 @@ def screen(path: Path, knowledge: Knowledge, today: date, options: Options, *, o
             shared = _Shared(store, summary)
             for number, (patient, bodies) in enumerate(store.patients(), start=1):
                 progress.update("screening", number, summary.patients, "patients")
-                record = _record(patient, bodies, knowledge, shared, summary)
-                if record is None:
+                try:
+                    record = _record(patient, bodies, knowledge, shared, summary)
+                    row = _row(record, knowledge, today, options) if record is not None else None
+                except _READ_ERRORS as exc:
+                    # Named by its rank, not its id: stderr is no place for patient identifiers.
+                    summary.failed += 1
+                    summary.note(f"patient #{number} (in the store's order)",
+                                 f"could not be assessed ({type(exc).__name__})")
                     continue
-                writer.write(_row(record, knowledge, today, options))
+                if row is None:
+                    continue
+                writer.write(row)
                 summary.rows += 1
             writer.close()
         finally:

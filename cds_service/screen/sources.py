@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from cds_service.fhir import raw as safe
+from cds_service.hooks.request import MAX_JSON_DEPTH, json_depth
+
 NDJSON_SUFFIXES = (".ndjson", ".ndjson.gz", ".jsonl")
 JSON_SUFFIXES = (".json",)
 
@@ -25,6 +28,7 @@ class Item:
     full_url: str | None = None
     aliases: dict[str, str] = field(default_factory=dict)
     line: bytes | None = None  # the NDJSON line it was decoded from
+    where: str = ""  # its position, for messages: "Condition.000.ndjson line 7", "export.json entry[3]"
 
 
 def _kind(path: Path) -> str | None:
@@ -72,6 +76,19 @@ def _is_resource(value: Any) -> bool:
     return isinstance(value, dict) and isinstance(value.get("resourceType"), str)
 
 
+def _problem(value: Any) -> str | None:
+    """Why a decoded line or entry resource is not a resource the screening can read, or None."""
+    if not isinstance(value, dict):
+        return f"{safe.json_kind(value)}, not a JSON object"
+    if not _is_resource(value):
+        kind = value.get("resourceType")
+        return "no resourceType" if kind is None else f"its resourceType is {safe.json_kind(kind)}"
+    if json_depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        # Validating it would exhaust the stack, as in a hook call's body (hooks/request.py).
+        return f"nested deeper than {MAX_JSON_DEPTH} levels"
+    return None
+
+
 @dataclass(frozen=True)
 class Hooks:
     """What the reader reports, and which lines it may leave undecoded.
@@ -82,7 +99,8 @@ class Hooks:
     """
 
     progress: Callable[[int], None]
-    malformed: Callable[[], None]
+    # An NDJSON line or Bundle entry that is not a readable resource: its position, and why.
+    malformed: Callable[[str, str], None]
     line_filter: Callable[[str], Callable[[bytes], bool] | None] = lambda kind: None
     skipped: Callable[[str], None] = lambda kind: None
 
@@ -112,18 +130,19 @@ def read_ndjson(path: Path, hooks: Hooks) -> Iterator[Item]:
                     continue
                 try:
                     resource = json.loads(line)
-                except ValueError:
-                    resource = None
-                if not _is_resource(resource):
+                    problem = _problem(resource)
+                except (ValueError, RecursionError):
+                    problem = "not JSON"
+                if problem is not None:
                     if first:
                         raise _not_fhir(path, f"line {number}")
-                    hooks.malformed()
+                    hooks.malformed(f"{path.name} line {number}", problem)
                     continue
                 if first and _named_after(path, resource["resourceType"]):
                     kind = resource["resourceType"]
                     accept = hooks.line_filter(kind)
                 first = False
-                yield Item(resource, line=line)
+                yield Item(resource, line=line, where=f"{path.name} line {number}")
     except (OSError, EOFError) as exc:
         raise InputError(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
     hooks.progress(path.stat().st_size - position)
@@ -139,23 +158,35 @@ def read_json(path: Path, hooks: Hooks) -> Iterator[Item]:
             data = json.loads(stream.read())
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror})") from None
-    except ValueError:
+    except (ValueError, RecursionError):
         raise InputError(f"{path}: not JSON") from None
     hooks.progress(path.stat().st_size)
     if not _is_resource(data):
         raise _not_fhir(path, "the document")
     if data["resourceType"] != "Bundle":
-        yield Item(data)
+        problem = _problem(data)
+        if problem is not None:
+            raise InputError(f"{path}: not a readable FHIR resource ({problem})")
+        yield Item(data, where=path.name)
         return
-    entries = [e for e in data.get("entry") or [] if isinstance(e, dict) and _is_resource(e.get("resource"))]
+    if data.get("entry") is not None and not isinstance(data["entry"], list):
+        raise InputError(f"{path}: not a readable FHIR Bundle (entry is {safe.json_kind(data['entry'])}, "
+                         "not an array)")
+    entries = []
+    for index, entry in enumerate(data.get("entry") or []):
+        problem = safe.entry_problem(entry) or _problem(entry["resource"])
+        if problem is None:
+            entries.append((index, entry))
+        else:
+            hooks.malformed(f"{path.name} entry[{index}]", problem)
     aliases = {}
-    for entry in entries:
-        resource, full_url = entry["resource"], entry.get("fullUrl")
-        if isinstance(full_url, str) and full_url:
-            aliases[full_url] = f"{resource['resourceType']}/{resource.get('id') or full_url}"
-    for entry in entries:
-        full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
-        yield Item(entry["resource"], full_url, aliases)
+    for _, entry in entries:
+        resource, full_url = entry["resource"], safe.text(entry, "fullUrl")
+        if full_url is not None:
+            aliases[full_url] = f"{resource['resourceType']}/{safe.text(resource, 'id') or full_url}"
+    for index, entry in entries:
+        yield Item(entry["resource"], safe.text(entry, "fullUrl"), aliases,
+                   where=f"{path.name} entry[{index}]")
 
 
 def read_all(files: list[Path], hooks: Hooks) -> Iterator[Item]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cds_service.cards.dexamethasone import order_cards
+from cds_service.fhir import raw as safe
 from cds_service.fhir.prefetch import templates
 from cds_service.hooks.registry import ServiceDefinition
 from cds_service.rules.dexamethasone import evaluate_orders
@@ -25,10 +26,11 @@ _DESCRIPTION = (
 def _raw_orders(call: ServiceCall) -> dict[str, dict[str, Any]]:
     """The draft orders as the client sent them, by `Type/id`: an update suggestion starts from these."""
     found = {}
-    for entry in (call.request.draft_orders or {}).get("entry") or []:
-        raw = entry.get("resource") if isinstance(entry, dict) else None
-        if isinstance(raw, dict) and raw.get("id"):
-            found[f"{raw.get('resourceType')}/{raw['id']}"] = raw
+    for raw in safe.iter_resources(call.request.draft_orders):
+        # Unvalidated: an id that is not a string names no order a suggestion could update.
+        resource_id = safe.text(raw, "id")
+        if resource_id is not None:
+            found[f"{safe.resource_type(raw)}/{resource_id}"] = raw
     return found
 
 
