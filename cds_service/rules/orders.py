@@ -36,6 +36,8 @@ _GTS_PATTERNS: dict[str, tuple[int, float, str]] = {
 }
 # Most occurrences expanded for one order: a year of daily doses is plenty to place it in the cycles.
 MAX_OCCURRENCES = 400
+# Longest span an order is followed for (100 years): anything longer ends far past every cycle anyway.
+MAX_SPAN_DAYS = 36500
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,16 @@ def _interval_days(repeat: Any, timing: Any = None) -> float | None:
         return None
     if unit not in _UNIT_DAYS:
         return None
-    return float(period) * _UNIT_DAYS[unit] / frequency
+    interval = float(period) * _UNIT_DAYS[unit] / frequency
+    # A period of 0, a negative or a sub-minute one is no schedule: expanding it would spin or overflow.
+    return interval if math.isfinite(interval) and interval >= _UNIT_DAYS["min"] else None
+
+
+def _after(start: date, days: float) -> date | None:
+    """`start` plus `days`, capped at MAX_SPAN_DAYS (that far runs past any cycle); None for nonsense."""
+    if not math.isfinite(days) or days < 0:
+        return None
+    return start + timedelta(days=math.floor(min(days, MAX_SPAN_DAYS)))
 
 
 def _expand(
@@ -192,14 +203,16 @@ def _expand(
         return None, end
     if count is None and end is None:
         return None, None
-    days, index = [], 0
-    while len(days) < MAX_OCCURRENCES:
-        day = start + timedelta(days=math.floor(index * interval))
-        if (end is not None and day > end) or (count is not None and index >= count):
+    days: list[date] = []
+    # Bounded by doses and by steps: several doses a day share a day, so steps can outnumber days.
+    for index in range(MAX_OCCURRENCES * 48):
+        day = _after(start, index * interval)
+        if day is None or (end is not None and day > end) or (count is not None and index >= count):
             break
         if not days or days[-1] != day:
             days.append(day)
-        index += 1
+        if len(days) >= MAX_OCCURRENCES or index * interval >= MAX_SPAN_DAYS:
+            break
     return tuple(days), days[-1] if days else start
 
 
@@ -210,8 +223,9 @@ def _bounds_end(repeat: Any, start: date, zone: ZoneInfo) -> tuple[date | None, 
     if duration is not None and duration.value is not None:
         unit = duration.code or duration.unit
         if unit in _UNIT_DAYS and _UNIT_DAYS[unit] >= 1:
-            days = math.ceil(float(duration.value) * _UNIT_DAYS[unit])
-            return start + timedelta(days=days - 1), f"its duration ({duration.value:g} {unit})"
+            end = _after(start, math.ceil(min(float(duration.value), MAX_SPAN_DAYS) * _UNIT_DAYS[unit]) - 1)
+            if end is not None:
+                return end, f"its duration ({duration.value:g} {unit})"
     return None, None
 
 
@@ -251,8 +265,11 @@ def _dispense_end(
     supply = dispense.expectedSupplyDuration
     unit = (supply.code or supply.unit) if supply is not None else None
     if supply is not None and supply.value is not None and unit in _UNIT_DAYS and _UNIT_DAYS[unit] >= 1:
-        days = math.ceil(float(supply.value) * _UNIT_DAYS[unit]) * fills
-        return start + timedelta(days=days - 1), f"the supply dispensed ({supply.value:g} {unit}{repeats})"
+        supplied = math.ceil(min(float(supply.value), MAX_SPAN_DAYS) * _UNIT_DAYS[unit])
+        last = _after(start, supplied * fills - 1)
+        if last is not None:
+            return last, f"the supply dispensed ({supply.value:g} {unit}{repeats})"
+        return None, None
     doses = _doses_dispensed(order, medication)
     if doses is None:
         return None, None
@@ -261,8 +278,8 @@ def _dispense_end(
         return start, f"the quantity dispensed (one dose{repeats})"
     if interval is None:
         return None, None
-    last = start + timedelta(days=math.floor((total - 1) * interval))
-    return last, f"the quantity dispensed ({total} doses{repeats})"
+    last = _after(start, (total - 1) * interval)
+    return (last, f"the quantity dispensed ({total} doses{repeats})") if last else (None, None)
 
 
 @dataclass

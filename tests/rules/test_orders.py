@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -315,3 +315,26 @@ def test_dispense_in_tablets_counts_doses_with_the_strength(knowledge):
     raw = dex_order(date(2026, 11, 2), days=None, frequency=(1, 1, "wk"), medication=medication,
                     dispenseRequest={"quantity": {"value": 6, "unit": "tablet", "code": "{tbl}"}})
     assert facts(raw, knowledge).end == date(2026, 11, 16)  # 6 × 20 mg = three 40 mg doses, weekly
+
+
+@pytest.mark.parametrize("period", [0, -1, 1e-12])
+def test_a_period_that_is_no_schedule_is_not_expanded(knowledge, period):
+    raw = dex_order(date(2026, 11, 2), days=7)
+    raw["dosageInstruction"][0]["timing"]["repeat"]["period"] = period
+    found = facts(raw, knowledge)
+    assert found.days is None and found.end == date(2026, 11, 8)
+
+
+def test_a_period_of_1e308_days_is_one_dose(knowledge):
+    raw = dex_order(date(2026, 11, 2), days=7)
+    raw["dosageInstruction"][0]["timing"]["repeat"]["period"] = 1e308
+    assert facts(raw, knowledge).days == (date(2026, 11, 2),)
+
+
+def test_a_duration_of_ten_million_days_ends_far_past_every_cycle(knowledge):
+    raw = dex_order(days=None, authoredOn="2026-11-02")
+    repeat = raw["dosageInstruction"][0]["timing"]["repeat"]
+    del repeat["boundsPeriod"]
+    repeat["boundsDuration"] = {"value": 1e7, "unit": "d", "code": "d"}
+    found = facts(raw, knowledge)
+    assert found.end == date(2026, 11, 2) + timedelta(days=36500) and not found.open_ended
