@@ -16,6 +16,7 @@ from cds_service.errors import CdsError, operation_outcome
 from cds_service.hooks.request import read_json_body, read_limited
 from cds_service.knowledge.model import shared_knowledge
 from cds_service.logs import configure_logging, log_event
+from cds_service.ops import metrics, routes
 from cds_service.runtime import Runtime
 from cds_service.security.jwt_auth import build_authenticator
 from cds_service.security.pseudonym import pseudonymizer
@@ -38,6 +39,7 @@ def create_app(config: Config | None = None, runtime: Runtime | None = None) -> 
     app.json.sort_keys = False
     app.extensions["cds_runtime"] = runtime
     _routes(app, runtime)
+    routes.register(app, runtime)
     _hooks(app, runtime)
     return app
 
@@ -93,8 +95,8 @@ def _hooks(app: Flask, runtime: Runtime) -> None:
     def start() -> None:
         g.started = time.perf_counter()
         g.log_fields = {}
-        # Preflight requests carry no credentials by design; /healthz is for load balancers.
-        if request.method != "OPTIONS" and request.path != "/healthz":
+        # Preflight requests carry no credentials by design; the ops paths are for probes and scrapers.
+        if request.method != "OPTIONS" and request.path not in routes.OPS_PATHS:
             g.caller = runtime.authenticate(request.headers.get("Authorization"), _called_url(runtime))
 
     @app.after_request
@@ -102,6 +104,8 @@ def _hooks(app: Flask, runtime: Runtime) -> None:
         _cors(response, runtime)
         rule = request.url_rule.rule if request.url_rule else "unmatched"
         fields = getattr(g, "log_fields", {})
+        metrics.observe_request(rule, (request.view_args or {}).get("service_id"), response.status_code,
+                                time.perf_counter() - g.get("started", time.perf_counter()))
         log_event(log, "request", method=request.method, route=rule, status=response.status_code,
                   ms=round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 1),
                   **fields)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -51,6 +52,14 @@ def _optional_str(raw: str) -> str | None:
 
 def _optional_path(raw: str) -> Path | None:
     return Path(raw).expanduser() if raw else None
+
+
+def _is_network(raw: str) -> bool:
+    try:
+        ipaddress.ip_network(raw, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -127,6 +136,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Show a patient-view card to patients decisively not eligible (default: no card)."),
     Setting("ecog_window_days", "CDS_ECOG_WINDOW_DAYS", "90", _int,
             "An ECOG observation older than this many days does not count for inclusion criterion I5."),
+    Setting("metrics_allow", "CDS_METRICS_ALLOW", "127.0.0.1/32,::1/128", _list,
+            "Client networks (CIDR, comma-separated) allowed to read GET /metrics; `*` allows any. "
+            "Others get 403."),
+    Setting("metrics_dir", "PROMETHEUS_MULTIPROC_DIR", "", _optional_path,
+            "Folder of the metrics files shared by gunicorn's workers, emptied at each start (give each "
+            "service instance its own). Unset: `cds-service serve` makes a temporary one per start."),
 )
 
 
@@ -163,6 +178,8 @@ class Config:
     timezone: str = "Europe/Paris"
     show_not_eligible: bool = False
     ecog_window_days: int = 90
+    metrics_allow: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+    metrics_dir: Path | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -196,6 +213,9 @@ class Config:
         for server in self.allowed_fhir_servers:
             if not server.startswith(("http://", "https://")) or parse_entry(server) is None:
                 raise ConfigError(f"CDS_ALLOWED_FHIR_SERVERS entry {server!r} is not an http(s) base URL")
+        for network in self.metrics_allow:
+            if network != "*" and not _is_network(network):
+                raise ConfigError(f"CDS_METRICS_ALLOW entry {network!r} is not a network (CIDR) or `*`")
 
     def summary(self) -> dict[str, Any]:
         """The settings in force, for the start-up log (no secret values)."""

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from cds_service import __version__
+from cds_service import __version__, events
 from cds_service.audit.sink import AuditSink, NullAudit
 from cds_service.config import Config
 from cds_service.errors import CdsError, ConfigError
@@ -111,13 +111,16 @@ class Runtime:
         log_fields["evaluateMs"] = round((time.perf_counter() - started) * 1000, 1)
         log_fields["cards"] = len(response["cards"])
         self.audit.cards_shown(service.id, request, record, response["cards"], caller)
+        events.emit("cards", service=service.id, cards=response["cards"])
         return response
 
     def feedback(self, service_id: str, body: Any, caller: Caller = ANONYMOUS) -> dict[str, Any]:
         """Store the feedback of one POST; answers how many entries were taken."""
         service = self.registry.get(service_id)
         entries = parse_feedback(body)
-        return self.audit.feedback_received(service.id, entries, caller)
+        result = self.audit.feedback_received(service.id, entries, caller)
+        events.emit("feedback", service=service.id, outcomes=[e.outcome for e in entries], result=result)
+        return result
 
     def health(self) -> dict[str, Any]:
         """The body of GET /healthz: liveness, version, and which optional features are configured."""
