@@ -15,6 +15,7 @@ from cds_service.config import Config
 _config = Config.from_env()
 if _config.metrics_dir is not None:
     _metrics_dir, _own_metrics_dir = str(_config.metrics_dir), False
+    os.makedirs(_metrics_dir, exist_ok=True)
 else:
     _metrics_dir, _own_metrics_dir = tempfile.mkdtemp(prefix="dexfree-metrics-"), True
 # Inherited by the workers (and seen again by this file on a reload, which then keeps the folder).
