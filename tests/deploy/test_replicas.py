@@ -240,14 +240,14 @@ def test_two_replicas_behind_haproxy(tmp_path, database, shared_redis):
     public = f"http://127.0.0.1:{lb_port}"
     env = {"CDS_DATABASE_URL": database, "CDS_REDIS_URL": redis_url, "CDS_WORKERS": "2", "CDS_THREADS": "4",
            "CDS_JWT_ISSUERS": str(REPO / "deploy" / "issuers.sandbox.json"), "CDS_BASE_URL": public,
-           "CDS_PSEUDONYM_SALT": "replicas-test-salt", "CDS_TEST_LOG_DIR": str(tmp_path)}
+           "CDS_PSEUDONYM_SALT": "replicas-test-salt"}
     started = time.monotonic()
     client = Client(public)
     try:
         with replica("a", env, tmp_path) as a, replica("b", env, tmp_path) as b:
             _check_shared_state(client, a, b, env)
             with haproxy(tmp_path, lb_port, [a, b]) as lb_base:
-                _load_with_a_replica_killed(client, lb_base, a, b, env)
+                _load_with_a_replica_killed(client, lb_base, a, b, env, log_of_a=tmp_path / "replica-a.log")
     finally:
         jtis.extend(client.jtis)
     assert time.monotonic() - started < 300
@@ -284,7 +284,7 @@ def _check_shared_state(client: Client, a: Replica, b: Replica, env: dict[str, s
 
 
 def _load_with_a_replica_killed(client: Client, lb_base: str, a: Replica, b: Replica,
-                                env: dict[str, str]) -> None:
+                                env: dict[str, str], *, log_of_a: Path) -> None:
     done = 0
     done_lock = threading.Lock()
     killed = threading.Event()
@@ -311,8 +311,7 @@ def _load_with_a_replica_killed(client: Client, lb_base: str, a: Replica, b: Rep
         results = list(pool.map(task, range(TASKS)))
     assert killed.is_set() and a.process.wait(timeout=30) is not None
     # Both replicas took part in the load before one was killed.
-    log_a = (Path(env["CDS_TEST_LOG_DIR"]) / "replica-a.log").read_text()
-    assert log_a.count('"hookInstance": "00000000-0000-4000-8000-0000000001') > 0
+    assert log_of_a.read_text().count('"hookInstance": "00000000-0000-4000-8000-0000000001') > 0
     assert len(after_kill) >= TASKS - KILL_AFTER - THREADS  # the survivor answered everything after
     # No feedback lost: every task's feedback is in the database exactly once.
     url = make_url(env["CDS_DATABASE_URL"]).set(drivername="postgresql").render_as_string(hide_password=False)
