@@ -14,15 +14,20 @@ from cds_service.config import Config
 
 _config = Config.from_env()
 if _config.metrics_dir is not None:
-    _metrics_dir, _own_metrics_dir = str(_config.metrics_dir), False
+    _metrics_dir = str(_config.metrics_dir)
     os.makedirs(_metrics_dir, exist_ok=True)
 else:
-    _metrics_dir, _own_metrics_dir = tempfile.mkdtemp(prefix="dexfree-metrics-"), True
-# Inherited by the workers (and seen again by this file on a reload, which then keeps the folder).
+    _metrics_dir = tempfile.mkdtemp(prefix="dexfree-metrics-")
+# Inherited by the workers (and seen again when gunicorn reads this file once more, which then keeps
+# the folder).
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
 # Only now: prometheus_client reads the variable when it is first imported.
-from cds_service.ops.metrics import prepare_directory, worker_exited  # noqa: E402
+from cds_service.ops import metrics as _metrics  # noqa: E402
+
+if _config.metrics_dir is None:
+    # Remembered in the imported module, which outlives a second reading of this file.
+    _metrics.temporary_dir = _metrics_dir
 
 wsgi_app = "cds_service.app:create_app()"
 bind = [f"[{_config.host}]:{_config.port}" if ":" in _config.host else f"{_config.host}:{_config.port}"]
@@ -67,14 +72,15 @@ forwarded_allow_ips = "127.0.0.1,::1"
 
 def on_starting(server):
     """Before the workers start: an empty metrics folder (files of an earlier run would add up)."""
-    prepare_directory(_metrics_dir)
+    _metrics.prepare_directory(_metrics_dir)
 
 
 def child_exit(server, worker):
     """A worker is gone (any cause, SIGKILL included: the master reaps it): fold its metrics files."""
-    worker_exited(worker.pid, _metrics_dir)
+    _metrics.worker_exited(worker.pid, _metrics_dir)
 
 
 def on_exit(server):
-    if _own_metrics_dir:
+    """The temporary metrics folder made for this master goes with it (a configured one stays)."""
+    if _metrics.temporary_dir == _metrics_dir:
         shutil.rmtree(_metrics_dir, ignore_errors=True)

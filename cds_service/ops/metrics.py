@@ -103,6 +103,10 @@ AUDIT_LOST = Counter("cds_audit_rows_lost_total", "Audit rows that will never be
                      "store down past the retries, process stopping)")
 
 
+# The folder gunicorn.conf.py made for this master when PROMETHEUS_MULTIPROC_DIR was unset (removed at exit).
+temporary_dir: str | None = None
+
+
 class _Closed:
     """The closed sets of the labels that depend on the deployment: service ids and rule ids."""
 
