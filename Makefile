@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench mutation fuzz clean
+.PHONY: run test lint bench mutation fuzz image-test lock clean
 
 # (Re)install when the project's metadata changes; `pip install -e` keeps code edits live.
 $(STAMP): pyproject.toml
@@ -35,7 +35,20 @@ run: $(STAMP)
 # browser) is missing fails when CI is set (.ci/run) and skips, saying why, elsewhere.
 test: $(STAMP) $(NODE_STAMP) $(BROWSER_STAMP)
 	$(BIN)/ruff check .
-	PYTHON=$(BIN)/python bash tests/services/with_postgres.sh $(BIN)/pytest
+	bash tests/deploy/install_tools.sh
+	CDS_IMAGE_TEST=1 PYTHON=$(BIN)/python bash tests/services/with_postgres.sh $(BIN)/pytest
+
+# The container image alone: built offline from Debian's packages and run read-only (tests/deploy).
+image-test: $(STAMP)
+	bash tests/deploy/install_tools.sh
+	CDS_IMAGE_TEST=1 PYTHON=$(BIN)/python $(BIN)/pytest -q tests/deploy/test_image.py
+
+# The image's lock file, with hashes and without any index address (deploy/Dockerfile installs from it).
+lock: $(STAMP)
+	$(BIN)/pip install --quiet pip-tools
+	$(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe --no-emit-index-url \
+	  --no-emit-trusted-host --no-emit-find-links --output-file=deploy/requirements.lock \
+	  pyproject.toml deploy/requirements-image.in
 
 # Benchmarks print ratios; they are never part of `make test`.
 bench: $(STAMP) $(NODE_STAMP)

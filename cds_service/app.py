@@ -16,6 +16,7 @@ from cds_service.errors import CdsError, operation_outcome
 from cds_service.hooks.request import read_json_body, read_limited
 from cds_service.knowledge.model import shared_knowledge
 from cds_service.logs import configure_logging, log_event
+from cds_service.ops import metrics, routes
 from cds_service.preview.routes import register_preview
 from cds_service.published import fhir_api, regimen_page
 from cds_service.runtime import Runtime
@@ -47,6 +48,7 @@ def create_app(config: Config | None = None, runtime: Runtime | None = None) -> 
     _routes(app, runtime)
     # The preview page and its demo FHIR endpoint (`/`, `/preview/*`, `/demo/*`), when turned on.
     register_preview(app, runtime)
+    routes.register(app, runtime)
     _hooks(app, runtime)
     return app
 
@@ -129,11 +131,11 @@ def _hooks(app: Flask, runtime: Runtime) -> None:
     def start() -> None:
         g.started = time.perf_counter()
         g.log_fields = {}
-        # Preflight requests carry no credentials by design; /healthz is for load balancers; the published
-        # artifacts are public; the preview serves made-up demo patients only (its hook calls go through
-        # the authenticated endpoints).
-        public = (request.path == "/healthz" or request.endpoint in PUBLIC_ENDPOINTS
-                  or request.blueprint == "preview")
+        # Preflight requests carry no credentials by design; /healthz and the ops paths are for probes and
+        # scrapers; the published artifacts are public; the preview serves made-up demo patients only (its
+        # hook calls go through the authenticated endpoints).
+        public = (request.path == "/healthz" or request.path in routes.OPS_PATHS
+                  or request.endpoint in PUBLIC_ENDPOINTS or request.blueprint == "preview")
         if request.method != "OPTIONS" and not public:
             g.caller = runtime.authenticate(request.headers.get("Authorization"), _called_url(runtime))
 
@@ -142,6 +144,8 @@ def _hooks(app: Flask, runtime: Runtime) -> None:
         _cors(response, runtime)
         rule = request.url_rule.rule if request.url_rule else "unmatched"
         fields = getattr(g, "log_fields", {})
+        metrics.observe_request(rule, (request.view_args or {}).get("service_id"), response.status_code,
+                                time.perf_counter() - g.get("started", time.perf_counter()))
         log_event(log, "request", method=request.method, route=rule, status=response.status_code,
                   ms=round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 1),
                   **fields)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -66,6 +67,14 @@ def _site_servers(raw: str) -> tuple[tuple[str, str], ...]:
             raise ValueError(f"{part!r} is not SITE=BASE_URL")
         pairs.append((site.strip(), url.strip().rstrip("/")))
     return tuple(pairs)
+
+
+def _is_network(raw: str) -> bool:
+    try:
+        ipaddress.ip_network(raw, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -155,6 +164,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("preview", "CDS_PREVIEW", "", _optional_bool,
             "The card preview page at `/` and its demo FHIR endpoint (`/demo/fhir`), made-up demo patients "
             "only. Unset: on when CDS_JWT_ISSUERS is unset, off when it is set; `true` or `false` decides."),
+    Setting("metrics_allow", "CDS_METRICS_ALLOW", "127.0.0.1/32,::1/128", _list,
+            "Client networks (CIDR, comma-separated) allowed to read GET /metrics; `*` allows any. "
+            "Others get 403."),
+    Setting("metrics_dir", "PROMETHEUS_MULTIPROC_DIR", "", _optional_path,
+            "Folder of the metrics files shared by gunicorn's workers, emptied at each start (give each "
+            "service instance its own). Unset: `cds-service serve` makes a temporary one per start."),
 )
 
 
@@ -195,6 +210,8 @@ class Config:
     show_not_eligible: bool = False
     ecog_window_days: int = 90
     preview: bool | None = None
+    metrics_allow: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+    metrics_dir: Path | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -234,6 +251,9 @@ class Config:
         bases = [parse_origin(server) for _, server in self.site_fhir_servers]
         if len(set(bases)) != len(bases):
             raise ConfigError("CDS_SITE_FHIR_SERVERS names the same FHIR base for two entries")
+        for network in self.metrics_allow:
+            if network != "*" and not _is_network(network):
+                raise ConfigError(f"CDS_METRICS_ALLOW entry {network!r} is not a network (CIDR) or `*`")
 
     @property
     def preview_on(self) -> bool:

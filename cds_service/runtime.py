@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from cds_service import __version__
+from cds_service import __version__, events
 from cds_service.audit.sink import AuditSink, NullAudit
 from cds_service.cards.common import served_links
 from cds_service.config import Config
@@ -126,6 +126,7 @@ class Runtime:
         log_fields["cards"] = len(response["cards"])
         self.audit.cards_shown(service.id, request, record, response["cards"],
                                replace(caller, site=chosen.site))
+        events.emit("cards", service=service.id, cards=response["cards"])
         return response
 
     def public_base(self, base_url: str | None = None) -> str:
@@ -136,7 +137,9 @@ class Runtime:
         """Store the feedback of one POST; answers how many entries were taken."""
         service = self.registry.get(service_id)
         entries = parse_feedback(body, self.reasons)
-        return self.audit.feedback_received(service.id, entries, caller)
+        result = self.audit.feedback_received(service.id, entries, caller)
+        events.emit("feedback", service=service.id, outcomes=[e.outcome for e in entries], result=result)
+        return result
 
     def health(self) -> dict[str, Any]:
         """The body of GET /healthz: liveness, version, and which optional features are configured."""

@@ -1,8 +1,33 @@
-"""gunicorn settings for Dex-Free CDS; every value comes from the service's own configuration (README)."""
+"""gunicorn settings for Dex-Free CDS; every value comes from the service's own configuration (README).
+
+Metrics under several workers: PROMETHEUS_MULTIPROC_DIR is set here, before the app (and so
+prometheus_client, which picks its multiprocess mode at import) is loaded; unset, a fresh temporary
+folder is made for this master and removed at its exit. `on_starting` empties it, `child_exit` folds a
+dead worker's files into an archive (cds_service/ops/metrics.py says why and which pitfalls it bounds).
+"""
+
+import os
+import shutil
+import tempfile
 
 from cds_service.config import Config
 
 _config = Config.from_env()
+if _config.metrics_dir is not None:
+    _metrics_dir = str(_config.metrics_dir)
+    os.makedirs(_metrics_dir, exist_ok=True)
+else:
+    _metrics_dir = tempfile.mkdtemp(prefix="dexfree-metrics-")
+# Inherited by the workers (and seen again when gunicorn reads this file once more, which then keeps
+# the folder).
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+
+# Only now: prometheus_client reads the variable when it is first imported.
+from cds_service.ops import metrics as _metrics  # noqa: E402
+
+if _config.metrics_dir is None:
+    # Remembered in the imported module, which outlives a second reading of this file.
+    _metrics.temporary_dir = _metrics_dir
 
 wsgi_app = "cds_service.app:create_app()"
 bind = [f"[{_config.host}]:{_config.port}" if ":" in _config.host else f"{_config.host}:{_config.port}"]
@@ -13,6 +38,12 @@ threads = _config.threads
 # Load the app (knowledge artifacts, FHIR models) once in the master: a broken artifact stops the
 # start-up with its message instead of crash-looping workers, and workers share the warmed models.
 preload_app = True
+# No recycling after N requests (max_requests): each recycled worker would leave metrics files behind
+# (prometheus/client_python #275); workers are replaced only when they die.
+max_requests = 0
+# gunicorn 25+'s control socket lives in $HOME by default: the image's root filesystem is read-only and
+# nothing here uses `gunicornc`.
+control_socket_disable = True
 # Well above CDS_CALL_DEADLINE_MS: the call's own deadline answers first.
 timeout = 30
 graceful_timeout = 10
@@ -37,3 +68,19 @@ logconfig_dict = {
 }
 # Bodies are bounded by CDS_MAX_BODY_BYTES in the app; header sizes by gunicorn's defaults.
 forwarded_allow_ips = "127.0.0.1,::1"
+
+
+def on_starting(server):
+    """Before the workers start: an empty metrics folder (files of an earlier run would add up)."""
+    _metrics.prepare_directory(_metrics_dir)
+
+
+def child_exit(server, worker):
+    """A worker is gone (any cause, SIGKILL included: the master reaps it): fold its metrics files."""
+    _metrics.worker_exited(worker.pid, _metrics_dir)
+
+
+def on_exit(server):
+    """The temporary metrics folder made for this master goes with it (a configured one stays)."""
+    if _metrics.temporary_dir == _metrics_dir:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)

@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from cds_service import events
 from cds_service.logs import log_event
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class BatchWriter:
                 # A writer already gathering rows needs no wake-up until its batch is full.
                 if was_empty or len(self._pending) >= self.batch_size:
                     self._cond.notify()
+        events.emit("audit_queue", depth=self.queued)
         if dropped:
             self.lose(dropped, reason)
 
@@ -127,6 +129,7 @@ class BatchWriter:
                 with self._cond:
                     self._in_flight = 0
                     self._cond.notify_all()
+                events.emit("audit_queue", depth=self.queued)
 
     def _write_with_retries(self, batch: list[Row]) -> None:
         for attempt in range(len(self.retry_delays) + 1):
@@ -147,4 +150,5 @@ class BatchWriter:
         """Count rows that will never be written, and say so in the log (by count and reason only)."""
         with self._count_lock:
             self.lost += count
+        events.emit("audit_lost", count=count)
         log_event(log, "audit cards lost", logging.ERROR, count=count, reason=reason, totalLost=self.lost)

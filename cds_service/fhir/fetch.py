@@ -13,6 +13,7 @@ from typing import Any
 
 import requests
 
+from cds_service import events
 from cds_service.config import Config
 from cds_service.fhir.cache import ReadCache, cache_key
 from cds_service.fhir.client import Deadline, FhirClient, FhirReadError, Target, new_session, spent
@@ -104,6 +105,8 @@ class FhirGateway:
             else:
                 future.cancel()
                 outcomes[name] = Outcome(error=spent())
+            events.emit("fhir_read", outcome=outcomes[name].error.kind if outcomes[name].error else "ok",
+                        cached=outcomes[name].cached)
         return outcomes
 
     def _run(self, target: Target, read: Read, deadline: Deadline,

@@ -20,6 +20,7 @@ from jwt.exceptions import (
     MissingRequiredClaimError,
 )
 
+from cds_service import events
 from cds_service.config import Config
 from cds_service.errors import CdsError
 from cds_service.logs import log_event
@@ -81,6 +82,7 @@ class JwtAuthenticator:
         except _Refused as refused:
             log_event(log, "authentication refused", logging.WARNING, reason=refused.reason,
                       issuer=refused.issuer)
+            events.emit("jwt_refused", reason=refused.reason)
             # The body says only "Unauthorized" (app.py); the reason code goes to the request log.
             raise CdsError(401, "Unauthorized", code=refused.reason,
                            headers={"WWW-Authenticate": "Bearer"}) from None

@@ -1,0 +1,1 @@
+"""Operations endpoints beside the web layer: readiness checks and Prometheus metrics."""
