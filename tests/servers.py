@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -127,7 +128,7 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30.0) ->
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            out = process.stdout.read() if process.stdout else ""
+            out = output_of(process)
             raise RuntimeError(f"server exited with {process.returncode}:\n{out[-3000:]}")
         try:
             requests.get(url, timeout=0.5)
@@ -147,7 +148,27 @@ def stop(process: subprocess.Popen) -> str:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    return process.stdout.read() if process.stdout else ""
+    return output_of(process)
+
+
+def start_logged(command: list[str], **kwargs) -> subprocess.Popen:
+    """Start a server whose output goes to a file, never a pipe: a pipe nobody reads fills after about
+    64 KiB of log and the server then blocks on its next log line (seen under a few hundred requests)."""
+    log = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115 - lives with it
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True, **kwargs)
+    process.log = log  # type: ignore[attr-defined]
+    return process
+
+
+def output_of(process: subprocess.Popen) -> str:
+    """What a server started by `start_logged` has written so far."""
+    log = getattr(process, "log", None)
+    if log is None:
+        return process.stdout.read() if process.stdout else ""
+    log.flush()
+    log.seek(0)
+    return log.read()
 
 
 @contextlib.contextmanager
@@ -171,8 +192,7 @@ def _gunicorn(env: Mapping[str, str] | None, args: tuple[str, ...], port: int | 
     full_env = {**os.environ, "PORT": str(free_port()), "CDS_WORKERS": "1", "CDS_THREADS": "4",
                 **(env or {}), "CDS_DATABASE_URL": database}
     command = [sys.executable, "-m", "cds_service.cli", "serve", *args]
-    process = subprocess.Popen(command, cwd=REPO, env=full_env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    process = start_logged(command, cwd=REPO, env=full_env)
     base = f"http://127.0.0.1:{port or full_env['PORT']}"
     output: list[str] = []
     try:
@@ -207,8 +227,7 @@ def fhir_server(base_path: str = "/fhir", *, delay_ms: int = 0, page_size: int =
         command += ["--token", token]
     if replay:
         command.append("--replay")
-    process = subprocess.Popen(command, cwd=FHIR_SERVER_DIR, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    process = start_logged(command, cwd=FHIR_SERVER_DIR)
     origin = f"http://127.0.0.1:{port}"
     output: list[str] = []
     try:
