@@ -398,6 +398,18 @@ def _add_studies(record: PatientRecord, value: Any, parse: Parse = parse_resourc
             _skip(record, "ResearchStudy", str(exc))
 
 
+# Request types whose R4 `intent` is required; a draft being written is an order.
+_INTENT_TYPES = frozenset({"MedicationRequest", "ServiceRequest", "NutritionOrder", "DeviceRequest"})
+
+
+def _with_intent(raw: dict[str, Any]) -> dict[str, Any]:
+    """A draft request without `intent` (the CDS Hooks Sandbox writes them so) as the order it is being
+    written as: R4 requires the element, and refusing the draft would hide its drug from the rules."""
+    if safe.resource_type(raw) in _INTENT_TYPES and "intent" not in raw:
+        return {**raw, "intent": "order"}
+    return raw
+
+
 def _add_draft_orders(record: PatientRecord, bundle: Any, parse: Parse = parse_resource) -> None:
     # hooks/request.py has refused entries that are not {"resource": {…}}; a resource whose type cannot
     # be told is kept raw as unreadable, so a rule can still say it could not verify it.
@@ -406,7 +418,7 @@ def _add_draft_orders(record: PatientRecord, bundle: Any, parse: Parse = parse_r
         if raw is None:
             continue
         try:
-            resource = parse(raw)
+            resource = parse(_with_intent(raw))
         except ValueError as exc:
             record.unreadable_orders.append(raw)
             log_event(log, "draft order unreadable", logging.WARNING,

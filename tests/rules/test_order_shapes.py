@@ -217,8 +217,6 @@ def test_prefetch(client, shape, day, expected):
     assert _rules(_post(client, _body(shape, day))) == expected
 
 
-@pytest.mark.xfail(strict=True, reason="the FHIR layer rejects a draft without `intent` as invalid R4 (it is "
-                                       "then only 'could not be read'); repairing Sandbox drafts belongs to fhir/")
 @pytest.mark.parametrize(("day", "expected"), [(LATE, WARN), (RIGHT, [])], ids=["C3D1", "C1D8"])
 def test_sandbox_draft_without_intent(client, day, expected):
     order = _order(day)
