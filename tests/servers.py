@@ -131,9 +131,9 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30.0) ->
             out = output_of(process)
             raise RuntimeError(f"server exited with {process.returncode}:\n{out[-3000:]}")
         try:
-            requests.get(url, timeout=0.5)
+            requests.get(url, timeout=2)
             return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not up yet, or slow to answer under load
             time.sleep(0.05)  # readiness polling, not a timing assumption
     raise RuntimeError(f"server at {url} did not come up within {timeout} s")
 

@@ -98,9 +98,9 @@ def _wait_ready(base: str, name: str, attempts: int = 600) -> None:
         if state == "false":
             raise AssertionError("the container stopped:\n" + _logs(name)[-3000:])
         try:
-            if requests.get(base + "/readyz", timeout=0.5).status_code == 200:
+            if requests.get(base + "/readyz", timeout=2).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             pass
         time.sleep(0.1)  # readiness polling, not a timing assumption
     raise AssertionError("the container never became ready:\n" + _logs(name)[-3000:])

@@ -172,8 +172,9 @@ def test_a_draft_order_whose_type_cannot_be_told_is_said_to_be_unverifiable(clie
     doc["context"]["draftOrders"]["entry"][0]["resource"]["resourceType"] = bad
     response = _post(client, "dex-free-order-sign", doc)
     assert response.status_code == 200
-    summaries = [card["summary"] for card in response.get_json()["cards"]]
-    assert any(s.startswith("Could not verify") for s in summaries), summaries
+    cards = response.get_json()["cards"]
+    assert [c["extension"]["dexfree"]["rule"] for c in cards] == ["cannot-verify"], cards
+    assert cards[0]["summary"].startswith("Could not check this dexamethasone order")
 
 
 @responses.activate
