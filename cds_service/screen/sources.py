@@ -82,7 +82,7 @@ class Hooks:
     """
 
     progress: Callable[[int], None]
-    malformed: Callable[[], None]
+    malformed: Callable[[str], None]  # told where: `Condition.ndjson line 12`
     line_filter: Callable[[str], Callable[[bytes], bool] | None] = lambda kind: None
     skipped: Callable[[str], None] = lambda kind: None
 
@@ -117,7 +117,7 @@ def read_ndjson(path: Path, hooks: Hooks) -> Iterator[Item]:
                 if not _is_resource(resource):
                     if first:
                         raise _not_fhir(path, f"line {number}")
-                    hooks.malformed()
+                    hooks.malformed(f"{path.name} line {number}")
                     continue
                 if first and _named_after(path, resource["resourceType"]):
                     kind = resource["resourceType"]
