@@ -80,7 +80,7 @@ _KIND = {"routes-local": "local", "routes-systemic": "systemic"}
 
 
 def dosages(resource: Any) -> list[Any]:
-    """The dosages of a request or dispense (`dosageInstruction`), a statement or an administration (`dosage`)."""
+    """The dosages of a request or dispense (`dosageInstruction`), statement or administration (`dosage`)."""
     for element in ("dosageInstruction", "dosage"):
         value = getattr(resource, element, None)
         if value is not None:

@@ -49,7 +49,7 @@ def record(*resources) -> PatientRecord:
     return rec
 
 
-def given(on: date, rid: str, dose: float | None = 40, route=ORAL, medication=DEX, status="completed"):
+def given(on: date, rid: str, dose: float | None = 40, *, route=ORAL, medication=DEX, status="completed"):
     dosage = {"route": route} if route else {}
     if dose is not None:
         dosage["dose"] = {"value": dose, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}
