@@ -18,6 +18,7 @@ from cds_service.demo.population import build_population
 from cds_service.errors import ConfigError
 from cds_service.knowledge.model import load_knowledge
 from cds_service.knowledge.publish import publish
+from cds_service.monitor import run as monitor_command
 from cds_service.screen import run as screen_command
 from cds_service.security.jwt_auth import check_authentication
 
@@ -105,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo_data)
     report.add_parser(commands)
     screen_command.add_parser(commands)
+    monitor_command.add_parser(commands)
     return parser
 
 

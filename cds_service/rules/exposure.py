@@ -51,6 +51,7 @@ from cds_service.rules.medication import identify_drug, medication_of
 from cds_service.rules.orders import dose_of, order_facts, route_of
 
 GIVEN, DISPENSED, ORDERED, REPORTED = "given", "dispensed", "ordered", "reported"
+KINDS = (GIVEN, DISPENSED, ORDERED, REPORTED)
 DISPENSE_DONE = frozenset({"completed", "in-progress"})
 STATEMENT_VOID = frozenset({"not-taken", "entered-in-error", "intended"})
 ORDER_RUNS = frozenset({"active", "on-hold"})
