@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any
 
@@ -17,6 +18,7 @@ from cds_service.hooks.response import action, card, suggestion
 from cds_service.knowledge.model import Knowledge
 from cds_service.knowledge.regimens import DoseOption
 from cds_service.rules.dexamethasone import DOSE_TOLERANCE_MG, DexFinding, Situation, last_dex_day
+from cds_service.rules.exposure import Finding
 
 
 def _d(day: date | None) -> str:
@@ -301,8 +303,10 @@ def order_cards(
     return sorted(cards, key=lambda c: order.get(c["indicator"], 2))
 
 
-def trial_status(situation: Situation, knowledge: Knowledge, today: date) -> dict[str, Any]:
-    """patient-view, patient on study treatment: arm, regimen, cycle today and the dexamethasone plan."""
+def trial_status(situation: Situation, knowledge: Knowledge, today: date,
+                 exposure: Sequence[Finding] = ()) -> dict[str, Any]:
+    """patient-view, patient on study treatment: arm, regimen, cycle today and the dexamethasone plan;
+    `exposure`: what the record shows against the arm (rules/exposure.py `chart_findings`)."""
     enrolled, clock = situation.enrolled, situation.clock
     nct = knowledge.study.nct_id
     arm = enrolled.arm
@@ -326,6 +330,7 @@ def trial_status(situation: Situation, knowledge: Knowledge, today: date) -> dic
         plan = f"dexamethasone {expected}" if expected else "dexamethasone in every cycle until progression"
         summary = f"{nct} arm A (dexamethasone){', ' + regimen if regimen else ''}, {where}: {plan}"
     detail.append(f"**Dexamethasone plan:** {plan}.")
+    detail += [f"**In the record:** {finding.text}." for finding in exposure[:1]]
     if situation.cycle is None and arm is not None:
         detail.append(
             "**Could not verify the cycle:** "
