@@ -42,6 +42,7 @@ bench: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python bench/bench_hooks.py
 	$(BIN)/python bench/bench_audit.py
 	$(BIN)/python bench/bench_screen.py
+	$(BIN)/python bench/bench_monitor.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,9 +1,10 @@
 """What trial monitoring keeps from an export: enrolments, regimen plans and the regimen drugs, dosages whole.
 
 A medication resource is kept when its drug is one of the regimen drugs (dexamethasone, isatuximab and the
-stratum drugs, whose value sets the cycle clock and the dexamethasone detection read), matched on the raw
-JSON with `match_concept` — a superset of what `identify_drug` recognises, so nothing the rules would read
-is dropped — or when it names a Medication by reference (resolved when the patient is read). Every
+stratum drugs, whose value sets the cycle clock and the dexamethasone detection read), by the order hooks'
+own raw selection (knowledge/relevance.py: `match_concept` on the raw JSON, a superset of what
+`identify_drug` recognises, so nothing the rules would read is dropped), or when it names a Medication by
+reference (resolved when the patient is read). Every
 Medication is stored: a reference that cannot be resolved is then really missing from the export, and the
 rules say so.
 """
@@ -15,7 +16,7 @@ from typing import Any
 
 from cds_service.knowledge.model import Knowledge
 from cds_service.knowledge.regimens import REGIMEN_DRUGS
-from cds_service.knowledge.terminology import CodeSet
+from cds_service.knowledge.relevance import relevance
 from cds_service.screen.passes import SHARED_TYPES, Selection
 
 MEDICATION_TYPES = frozenset({"MedicationRequest", "MedicationAdministration", "MedicationDispense",
@@ -46,43 +47,13 @@ def project(raw: dict[str, Any]) -> dict[str, Any]:
     return raw if wanted is None else {key: value for key, value in raw.items() if key in wanted}
 
 
-def _drug_matcher(knowledge: Knowledge) -> Callable[[Any], bool]:
-    drugs = CodeSet.union("regimen-drugs", (knowledge.codes(key) for key in REGIMEN_DRUGS))
-
-    def matches(concept: Any) -> bool:
-        return isinstance(concept, dict) and drugs.match_concept(concept) is not None
-
-    return matches
-
-
-def _medication_matches(medication: dict[str, Any], matches: Callable[[Any], bool]) -> bool:
-    if matches(medication.get("code")):
-        return True
-    for ingredient in medication.get("ingredient") or []:
-        if isinstance(ingredient, dict) and (matches(ingredient.get("itemCodeableConcept"))
-                                             or ingredient.get("itemReference")):
-            return True
-    return False
-
-
 def selection(knowledge: Knowledge) -> Selection:
-    """The monitor's Selection for `per_patient_pass`."""
-    matches = _drug_matcher(knowledge)
+    """The monitor's Selection for `per_patient_pass`: the hooks' own raw relevance, on the regimen drugs."""
+    drugs = relevance(knowledge, REGIMEN_DRUGS)
 
     def keep(raw: dict[str, Any]) -> bool:
-        if raw.get("resourceType") not in MEDICATION_TYPES:
-            return True
-        if raw.get("medicationCodeableConcept") is not None:
-            return matches(raw["medicationCodeableConcept"])
-        value = raw.get("medicationReference")
-        reference = value.get("reference") if isinstance(value, dict) else None
-        if not isinstance(reference, str) or not reference:
-            return False
-        if reference.startswith("#"):
-            contained = next((c for c in raw.get("contained") or []
-                              if isinstance(c, dict) and f"#{c.get('id')}" == reference), None)
-            return contained is not None and _medication_matches(contained, matches)
-        return True  # a Medication elsewhere: resolved when the patient is read
+        # Any medication part: the predicate reads the medication, the same in each.
+        return raw.get("resourceType") not in MEDICATION_TYPES or drugs("medicationRequests", raw)
 
     def line_filter(kind: str) -> Callable[[bytes], bool] | None:
         if kind not in PATIENT_TYPES and kind not in SHARED_TYPES:

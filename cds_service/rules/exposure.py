@@ -300,12 +300,15 @@ def monitor(record: PatientRecord, knowledge: Knowledge, today: date, zone: Zone
     last_day = _horizon(where, today, zone)
     cycles: dict[int, _Cycle] = {}
     unclear: list[tuple[DexEvent, date, str]] = []
+    places: dict[date, tuple[int, int] | None] = {}  # the same days recur (given and ordered): placed once
     for event in events:
         placed: dict[int, list[tuple[date, int]]] = {}
         for day in event.covered():
             if day < clock.c1d1:
                 continue
-            place = clock.position(day)
+            if day not in places:
+                places[day] = clock.position(day)
+            place = places[day]
             if place is None:
                 why = clock.unclear(day)
                 if why and arm_b and event.kind != REPORTED:
