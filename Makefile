@@ -56,6 +56,7 @@ bench: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python bench/bench_hooks.py
 	$(BIN)/python bench/bench_audit.py
 	$(BIN)/python bench/bench_screen.py
+	$(BIN)/python bench/bench_monitor.py
 
 # Mutation testing (CPU heavy, never part of `make test`): bench/README.md, "Mutation testing".
 # MUTANTS narrows the run to mutmut names, e.g. MUTANTS='cds_service.security.replay*'; JOBS = parallel mutants.

@@ -18,6 +18,7 @@ from cds_service.demo.population import build_population
 from cds_service.errors import ConfigError
 from cds_service.knowledge.model import load_knowledge
 from cds_service.knowledge.publish import publish, publish_site
+from cds_service.monitor import run as monitor_command
 from cds_service.screen import run as screen_command
 from cds_service.security.jwt_auth import check_authentication
 
@@ -85,6 +86,11 @@ def _demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    """`report`, joined with a monitoring output when --monitor is given."""
+    return report.run_with_monitor(args) if args.monitor else report.run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cds-service", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -112,7 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
                            "is never split), for servers that cap a transaction (Medplum: 50)")
     demo.set_defaults(handler=_demo_data)
     report.add_parser(commands)
+    report_parser = commands.choices["report"]
+    report_parser.add_argument("--monitor", type=Path, metavar="FILE",
+                               help="a cds-service monitor --format json output: show, for each deviation "
+                                    "found in the record, how the cards saw it")
+    report_parser.set_defaults(handler=_report)
     screen_command.add_parser(commands)
+    monitor_command.add_parser(commands)
     return parser
 
 

@@ -6,6 +6,9 @@ dex-extends-past-cycle-2), by outcome: overridden (reason and comment), no feedb
 (most EHRs send no feedback, so a warning signed anyway looks exactly like this), and accepted; each with
 the study subject identifier and the order's own first day and cycle (the day it was shown too).
 
+With `--monitor FILE` (the JSON of `cds-service monitor`) it also lists each deviation found in the record
+and how the cards saw it (`join_monitor`).
+
 Rules and override reasons are named in words from the published CodeSystem (`Vocabulary`); a reason
 stored without its display gets the service's own.
 """
@@ -13,6 +16,7 @@ stored without its display gets the service's own.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import html
 import io
@@ -491,3 +495,155 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
     return 0
 
+
+
+# --- joining the monitoring output (`cds-service monitor --format json`) ----------------------------
+
+# The monitoring findings that are deviations; the cards can only have seen arm B's.
+MONITOR_DEVIATIONS = ("arm-b-dex-after-cycle-2", "arm-a-cycle-without-dex")
+SEEN = ("overridden", "noFeedback", "accepted", "recordOnly", "cardOnly")
+SEEN_WORDS = {"overridden": "warning overridden", "noFeedback": "warning without feedback",
+              "accepted": "warning accepted, yet found in the record",
+              "recordOnly": "found only in the record",
+              "cardOnly": "warning only: not found in the record"}
+
+
+def read_monitor(path: Path) -> dict[str, Any]:
+    """A `cds-service monitor --format json` output; a ConfigError says why it cannot be used."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"--monitor {path}: cannot be read ({exc.strerror})") from None
+    except ValueError:
+        raise ConfigError(f"--monitor {path}: not JSON (give the output of cds-service monitor --format "
+                          "json)") from None
+    if not isinstance(document, dict) or not isinstance(document.get("patients"), list):
+        raise ConfigError(f"--monitor {path}: not a monitoring output (no \"patients\" list); give the "
+                          "output of cds-service monitor --format json")
+    return document
+
+
+def _matches(card: Mapping[str, Any], finding: Mapping[str, Any]) -> bool:
+    """A card saw a finding when it warned on one of its orders' first days or on its cycle (an order that
+    runs into the next cycle: warned in the cycle before)."""
+    cycle = card.get("cycle")
+    if card.get("orderDate") in (finding.get("eventStarts") or []):
+        return True
+    if cycle is None or finding.get("cycle") is None:
+        return False
+    return finding["cycle"] == cycle + (card.get("rule") == "dex-extends-past-cycle-2")
+
+
+def join_monitor(report: Mapping[str, Any], monitor: Mapping[str, Any]) -> dict[str, Any]:
+    """The report with `deviationSources`: each deviation the record shows, and how the cards saw it.
+
+    A monitoring deviation is matched to the arm B warnings of the same study subject shown for one of
+    its orders' first days or its cycle; the strongest outcome tells how it was seen (overridden, then
+    without feedback, then accepted — accepted yet in the record: the order went ahead some other way).
+    None: found only in the record. Overridden or unanswered warnings no deviation matched are listed as
+    "warning only": the record does not show the dexamethasone (not given, or not in the export).
+    """
+    cards = [d for d in report["potentialDeviations"] if d.get("studySubjectId")]
+    used: set[str] = set()
+    rows = []
+    for patient in monitor.get("patients") or []:
+        subject = patient.get("studySubjectId")
+        for finding in patient.get("findings") or []:
+            if finding.get("code") not in MONITOR_DEVIATIONS:
+                continue
+            seen = [c for c in cards if c["studySubjectId"] == subject and _matches(c, finding)]
+            seen.sort(key=lambda c: DEVIATION_OUTCOMES.index(c["outcome"]))
+            used |= {c["cardUuid"] for c in seen}
+            rows.append(_source_row(seen[0]["outcome"] if seen else "recordOnly", patient, finding,
+                                    seen[0] if seen else None))
+    for card in cards:
+        if card["cardUuid"] not in used and card["outcome"] != "accepted":
+            rows.append(_source_row("cardOnly", {"studySubjectId": card["studySubjectId"], "arm": card["arm"],
+                                                 "regimen": card["regimen"], "site": card["site"]},
+                                    {"cycle": card["cycle"], "cycleDay": card["cycleDay"],
+                                     "day": card["orderDate"]}, card))
+    rows.sort(key=lambda r: (SEEN.index(r["seen"]), r["studySubjectId"] or "", r["day"] or ""))
+    return {**report, "monitor": {"study": monitor.get("study"), "today": monitor.get("today")},
+            "deviationSources": rows, "deviationSourcesBySeen": {s: sum(r["seen"] == s for r in rows)
+                                                                 for s in SEEN}}
+
+
+def _source_row(seen: str, patient: Mapping[str, Any], finding: Mapping[str, Any],
+                card: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {"seen": seen, "seenLabel": SEEN_WORDS[seen], "studySubjectId": patient.get("studySubjectId"),
+            "arm": patient.get("arm"), "regimen": patient.get("regimen"), "site": patient.get("site"),
+            "finding": finding.get("code"), "cycle": finding.get("cycle"),
+            "cycleDay": finding.get("cycleDay"),
+            "day": finding.get("day"), "text": finding.get("text"),
+            "cardRule": card["rule"] if card else None, "cardOrderDate": card["orderDate"] if card else None,
+            "cardShownOn": card["shownOn"] if card else None, "cardUuid": card["cardUuid"] if card else None,
+            "reason": card["reason"] if card else None, "comment": card["comment"] if card else None}
+
+
+SOURCE_COLUMNS = ("seen", "study_subject_id", "arm", "regimen", "site", "finding", "cycle", "cycle_day",
+                  "day", "text", "card_rule", "card_order_date", "card_shown_on", "reason_code",
+                  "reason_display", "comment", "card_uuid")
+
+
+def _source_values(r: Mapping[str, Any]) -> tuple[Any, ...]:
+    reason = r["reason"] or {}
+    return (r["seenLabel"], r["studySubjectId"], r["arm"], r["regimen"], r["site"], r["finding"], r["cycle"],
+            r["cycleDay"], r["day"], r["text"], r["cardRule"], r["cardOrderDate"], r["cardShownOn"],
+            reason.get("code"), reason.get("display"), r["comment"], r["cardUuid"])
+
+
+def _sources_html(report: Mapping[str, Any]) -> str:
+    heads = ("Study subject", "Finding", "Cycle", "Day", "Arm", "Site", "What the record shows", "Card",
+             "Reason", "Comment")
+    parts = [f"<h2>Deviations found in the record, and how the cards saw them "
+             f"({len(report['deviationSources'])})</h2>",
+             "<p>From <code>cds-service monitor</code> on "
+             f"{_esc(report['monitor'].get('today'))}, matched by study subject and the order's day or "
+             "cycle.</p>"]
+    for seen in SEEN:
+        rows = [r for r in report["deviationSources"] if r["seen"] == seen]
+        parts.append(f"<h3>{_esc(SEEN_WORDS[seen].capitalize())} ({len(rows)})</h3>")
+        if not rows:
+            parts.append('<p class="empty">None.</p>')
+            continue
+        body = "".join(
+            "<tr>" + "".join(f"<td>{_esc(v)}</td>" for v in (
+                r["studySubjectId"], r["finding"], r["cycle"], r["day"], r["arm"], r["site"], r["text"],
+                f"{r['cardRule']} shown {r['cardShownOn']}" if r["cardRule"] else "",
+                _reason_words(r["reason"]) if r["seen"] == "overridden" and r["reason"] else "",
+                r["comment"])) + "</tr>" for r in rows)
+        parts.append(f'<table class="dev"><thead><tr>{"".join(f"<th>{h}</th>" for h in heads)}</tr></thead>'
+                     f"<tbody>{body}</tbody></table>")
+    return "\n".join(parts) + "\n"
+
+
+def render_joined(report: Mapping[str, Any], fmt: str) -> str:
+    """The report with the monitoring join: json as data, csv a third table, html a last section."""
+    if fmt == "json" or "deviationSources" not in report:
+        return render(report, fmt)
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow([])
+        writer.writerow(SOURCE_COLUMNS)
+        for r in report["deviationSources"]:
+            writer.writerow([_cell(v) for v in _source_values(r)])
+        return render_csv(report) + out.getvalue()
+    page = render(report, fmt)
+    return page.replace("</body></html>", _sources_html(report) + "</body></html>")
+
+
+def run_with_monitor(args: argparse.Namespace) -> int:
+    """`report --monitor FILE`: the report built as `run` builds it, joined with a monitoring output."""
+    monitor = read_monitor(args.monitor)  # refused before the store is read
+    captured = io.StringIO()
+    plain = argparse.Namespace(**{**vars(args), "format": "json", "out": None})
+    with contextlib.redirect_stdout(captured):
+        run(plain)
+    text = render_joined(join_monitor(json.loads(captured.getvalue()), monitor), args.format)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0

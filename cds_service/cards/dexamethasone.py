@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
 from typing import Any
 
@@ -33,6 +33,7 @@ from cds_service.knowledge.model import Knowledge
 from cds_service.knowledge.regimens import DoseOption
 from cds_service.rules.cycles import STRATUM_DRUGS, CycleClock
 from cds_service.rules.dexamethasone import DEX, DOSE_TOLERANCE_MG, DexFinding, Situation, last_dex_day
+from cds_service.rules.exposure import Finding
 
 DETAIL_LIMIT = 500
 SUMMARY_LIMIT = 139
@@ -569,8 +570,11 @@ def order_cards(
 # --- patient-view: the trial status --------------------------------------------------------------------
 
 
-def trial_status(situation: Situation, knowledge: Knowledge, today: date) -> dict[str, Any]:
-    """patient-view, patient on study treatment: what to order, the arm, regimen, cycle today, the sources."""
+def trial_status(situation: Situation, knowledge: Knowledge, today: date,
+                 exposure: Sequence[Finding] = ()) -> dict[str, Any]:
+    """patient-view, patient on study treatment: what to order, the arm, regimen, cycle today, the sources;
+    `exposure`: what the record already shows against the arm (rules/exposure.py `chart_findings`), said
+    first because it asks the clinician to tell the study team."""
     enrolled, clock = situation.enrolled, situation.clock
     nct = knowledge.study.nct_id
     arm = enrolled.arm
@@ -613,7 +617,8 @@ def trial_status(situation: Situation, knowledge: Knowledge, today: date) -> dic
     if situation.cycle is None and arm is not None:
         why += " " + sentence("Could not tell the cycle: " + _no_cycle(clock, problems, today))
     evidence = [enrolled.reference, *(clock.evidence if clock else ())]
-    detail = compose([first, why, _from_line(enrolled, clock, today)],
+    found = [f"**In the record:** {finding.text}." for finding in exposure[:1]]
+    detail = compose([*found, first, why, _from_line(enrolled, clock, today)],
                      [*problems[1:], *_doubts(situation)], DETAIL_LIMIT)
     return card(
         summary=_summary(summary),

@@ -8,6 +8,7 @@ from typing import Any
 from fhir.resources.R4B.careplan import CarePlan
 from fhir.resources.R4B.condition import Condition
 from fhir.resources.R4B.medicationadministration import MedicationAdministration
+from fhir.resources.R4B.medicationdispense import MedicationDispense
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.medicationstatement import MedicationStatement
 from fhir.resources.R4B.observation import Observation
@@ -54,6 +55,8 @@ class PatientRecord:
     medication_requests: list[MedicationRequest] = field(default_factory=list)
     medication_administrations: list[MedicationAdministration] = field(default_factory=list)
     medication_statements: list[MedicationStatement] = field(default_factory=list)
+    # Only bulk trial monitoring fills it (no hook prefetches dispenses).
+    medication_dispenses: list[MedicationDispense] = field(default_factory=list)
     observations: list[Observation] = field(default_factory=list)
     procedures: list[Procedure] = field(default_factory=list)
     research_subjects: list[ResearchSubject] = field(default_factory=list)

@@ -30,7 +30,7 @@ cannot-verify (`c1d1` None):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -88,6 +88,8 @@ class CycleClock:
     doubts: tuple[str, ...] = ()
     given: tuple[tuple[date, str], ...] = ()
     stale_after: date | None = None
+    # anchors() by regimen: every date placed re-reads them (bulk monitoring places hundreds).
+    _anchors: dict[str, list[_Anchor]] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @property
     def regimen(self) -> Regimen | None:
@@ -118,6 +120,12 @@ class CycleClock:
 
     def anchors(self, regimen: Regimen) -> list[_Anchor]:
         """Day 1 of cycle 1 and of each later cycle whose day-1 isatuximab was given, in order."""
+        known = self._anchors.get(regimen.canonical)
+        if known is None:
+            known = self._anchors[regimen.canonical] = self._anchors_of(regimen)
+        return known
+
+    def _anchors_of(self, regimen: Regimen) -> list[_Anchor]:
         anchors = [_Anchor(1, self.c1d1, self.c1d1)]
         for day, ref in self.given:
             last = anchors[-1]

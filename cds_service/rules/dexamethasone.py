@@ -436,3 +436,14 @@ def _off_days(facts: OrderFacts, clock: CycleClock, days: tuple[int, ...]) -> li
 def last_dex_day(finding: DexFinding) -> date | None:
     """The last day dexamethasone may be given in arm B: the day before the first cycle without it."""
     return finding.stop_date - timedelta(days=1) if finding.stop_date else None
+
+
+def gives_dex(clock: CycleClock, cycle: int) -> bool | None:
+    """Whether the regimen gives dexamethasone in a cycle (None when the candidate regimens disagree)."""
+    return _gives(clock, cycle)
+
+
+def expected_dex(clock: CycleClock, cycle: int, age: int | None) -> tuple[DoseOption | None, tuple[int, ...]]:
+    """The regimen's dexamethasone dose (for the age) and days in a cycle, when every candidate agrees."""
+    dose, days, _ = _expected(clock, cycle, age)
+    return dose, days

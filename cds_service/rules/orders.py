@@ -2,7 +2,9 @@
 
 Everything is read from the structured order; of its free text, only the route text, the dose form and the
 product name say the route (never an indication, instruction or note). Where the order does not say, the
-fact is None and the rules say "could not verify".
+fact is None and the rules say "could not verify". The route and dose readers serve the other medication
+resources too (`route_of`, `dose_of`: a dispense's `dosageInstruction`, a statement's or an administration's
+`dosage`), for trial monitoring.
 """
 
 from __future__ import annotations
@@ -79,6 +81,15 @@ def _concept_texts(concept: Any) -> list[str]:
 _KIND = {"routes-local": "local", "routes-systemic": "systemic"}
 
 
+def dosages(resource: Any) -> list[Any]:
+    """The dosages of a request or dispense (`dosageInstruction`), statement or administration (`dosage`)."""
+    for element in ("dosageInstruction", "dosage"):
+        value = getattr(resource, element, None)
+        if value is not None:
+            return list(value) if isinstance(value, list) else [value]
+    return []
+
+
 def _route(order: Any, medication: Any, knowledge: Knowledge) -> tuple[str, str, str | None]:
     """Systemic or local, how it was decided, and what was ambiguous if the order's own words disagree.
 
@@ -91,7 +102,7 @@ def _route(order: Any, medication: Any, knowledge: Knowledge) -> tuple[str, str,
     local, systemic = knowledge.codes("routes-local"), knowledge.codes("routes-systemic")
     words = knowledge.terminology.words("routes-local", "routes-systemic")
     said: list[tuple[str, str]] = []  # (local|systemic, how), strongest first
-    routes = [d.route for d in order.dosageInstruction or [] if d.route is not None]
+    routes = [d.route for d in dosages(order) if getattr(d, "route", None) is not None]
     for route in routes:
         for coding in route.coding or []:
             name = coding.display or coding.code
@@ -368,15 +379,17 @@ def _schedule(
 def _dose(order: Any, medication: Any) -> tuple[float | None, str | None, str | None]:
     """The dose per administration in mg, what the order says, and why it could not be read if so."""
     quantities = []
-    for dosage in order.dosageInstruction or []:
-        for dose_rate in dosage.doseAndRate or []:
+    for dosage in dosages(order):
+        if getattr(dosage, "dose", None) is not None:  # a MedicationAdministration's dosage
+            quantities.append((False, dosage.dose))
+        for dose_rate in getattr(dosage, "doseAndRate", None) or []:
             ordered = any(c.code == "ordered" for c in getattr(dose_rate.type, "coding", None) or [])
             if dose_rate.doseQuantity is not None:
                 quantities.append((not ordered, dose_rate.doseQuantity))
             elif dose_rate.doseRange is not None:
                 return None, "a dose range", "the dose is a range, not one dose"
     if not quantities:
-        texts = [d.text for d in order.dosageInstruction or [] if d.text]
+        texts = [d.text for d in dosages(order) if d.text]
         return None, texts[0] if texts else None, "the order has no structured dose"
     quantities.sort(key=lambda q: q[0])
     quantity = quantities[0][1]
@@ -414,6 +427,16 @@ def _strength_mg(medication: Any) -> float | None:
         if unit in _MASS_MG:
             return float(numerator.value) * _MASS_MG[unit] / per
     return None
+
+
+def route_of(resource: Any, record: PatientRecord, knowledge: Knowledge) -> tuple[str, str, str | None]:
+    """Systemic or local, how, and any disagreement: of any medication resource, read as for an order."""
+    return _route(resource, medication_of(resource, record), knowledge)
+
+
+def dose_of(resource: Any, record: PatientRecord) -> tuple[float | None, str | None, str | None]:
+    """The dose per administration in mg, as written, and why not readable: of any medication resource."""
+    return _dose(resource, medication_of(resource, record))
 
 
 def order_facts(

@@ -15,6 +15,8 @@ Design, so that memory does not grow with the number of patients:
    (`rules.eligibility.assess`) and written as one row (`output`), then dropped. Conditions are parsed
    first: a patient without multiple myeloma gets no row and nothing else of theirs is parsed.
 
+The two passes are `passes.per_patient_pass`, shared with trial monitoring (`cds_service/monitor/`): each
+command gives its own selection (what it keeps, cut down how) and what it does with one patient's resources.
 Memory is one patient's resources, bounded caches (value-set matches, validated elements, shared resources)
 and SQLite's page cache (2 MB); the temporary file is deleted at the end. The disk it takes is about the size
 of the resources kept (cut down), in the system's temporary folder.

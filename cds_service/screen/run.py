@@ -7,20 +7,14 @@ import json
 import logging
 import os
 import sys
-import tempfile
-from collections import Counter
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, TextIO
 
-from fhir.resources.R4B.resource import Resource
-
 from cds_service.config import Config
 from cds_service.fhir import raw as safe
-from cds_service.fhir.assemble import remember
 from cds_service.fhir.record import PatientRecord
 from cds_service.knowledge.model import Knowledge, load_knowledge
 from cds_service.logs import log_event
@@ -28,31 +22,22 @@ from cds_service.rules.criteria import CRITERION_IDS
 from cds_service.rules.eligibility import assess, has_myeloma
 from cds_service.rules.enrolment import enrolment
 from cds_service.rules.facts import Options
-from cds_service.screen.intern import Interner
 from cds_service.screen.output import Row, RowWriter
+from cds_service.screen.passes import PassSummary, Selection, Shared, file_resource, per_patient_pass
 from cds_service.screen.progress import Progress
 from cds_service.screen.relevance import (
     MEDICATION_TYPES,
     PATIENT_TYPES,
-    SHARED_TYPES,
     external_medication,
     keep,
     line_filter,
     medication_matches,
-    patient_key,
     project,
-    reference_key,
 )
-from cds_service.screen.sources import Hooks, InputError, input_files, read_all, total_bytes
-from cds_service.screen.store import PatientStore
+from cds_service.screen.sources import InputError, input_files
 
 log = logging.getLogger(__name__)
 
-_FIELDS = {
-    "Condition": "conditions", "Observation": "observations", "Procedure": "procedures",
-    "MedicationRequest": "medication_requests", "MedicationAdministration": "medication_administrations",
-    "MedicationStatement": "medication_statements", "ResearchSubject": "research_subjects",
-}
 # Resource types the criteria read; an input without any of one kind is pointed out at the end.
 _READ = ("Patient", "Condition", "Observation", "Procedure", "MedicationRequest|MedicationAdministration|"
          "MedicationStatement")
@@ -60,171 +45,35 @@ _PHASE_ROW = {"on-treatment": "on-study", "ended": "study-ended"}
 
 
 @dataclass
-class Summary:
+class Summary(PassSummary):
     """What a screening read and wrote: counts only, never patient data."""
 
-    resources: int = 0
-    kept: int = 0
-    patients: int = 0
-    rows: int = 0
-    malformed: int = 0  # NDJSON lines and Bundle entries that are not readable resources
-    # The first of them (and of the resources that could not be read further), by position and why.
-    unreadable: list[str] = field(default_factory=list)
-    failed: int = 0  # resources (or patients) whose reading failed past the checks: counted, not fatal
-    no_patient: int = 0  # resources the criteria read whose patient could not be told
-    invalid: Counter[str] = field(default_factory=Counter)  # kept resources that do not validate (by type)
-    types: Counter[str] = field(default_factory=Counter)
-
-    def warnings(self) -> list[str]:
-        found = []
-        skipped = self.malformed + self.failed
-        if skipped:
-            found.append(f"{skipped} NDJSON line(s), Bundle entr(y/ies) or patient(s) skipped as unreadable "
-                         f"({_positions(self.unreadable, skipped)})")
-        if self.invalid:
-            kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.invalid.items()))
-            found.append(f"{sum(self.invalid.values())} resource(s) skipped: not valid FHIR R4 ({kinds})")
-        if self.no_patient:
-            found.append(f"{self.no_patient} resource(s) skipped: no Patient reference")
-        for kinds in _READ:
-            if not any(self.types[k] for k in kinds.split("|")):
-                found.append(f"no {kinds.replace('|', ' / ')} resources in the input: the criteria read them "
-                             "as absent")
-        return found
-
-    def note(self, where: str, why: str) -> None:
-        """Remember an unreadable item's position (the first few: a broken export must not flood stderr)."""
-        if len(self.unreadable) < _SHOWN:
-            self.unreadable.append(f"{where}: {why}")
+    reads: tuple[str, ...] = _READ
 
     def describe(self) -> str:
         return (f"screened {self.patients} patient(s) from {self.resources} resource(s) ({self.kept} read); "
                 f"{self.rows} with multiple myeloma written")
 
-    def log_fields(self) -> dict[str, Any]:
-        return {"resources": self.resources, "kept": self.kept, "patients": self.patients, "rows": self.rows,
-                "malformed": self.malformed, "failed": self.failed, "noPatient": self.no_patient,
-                "invalid": dict(self.invalid)}
+
+def selection(knowledge: Knowledge) -> Selection:
+    """What screening keeps: the resources a criterion can read (relevance.py), cut down to what it reads."""
+    return Selection(
+        patient_types=PATIENT_TYPES,
+        keep=lambda raw: keep(raw, knowledge),
+        project=project,
+        keep_shared=lambda raw: raw["resourceType"] != "Medication" or medication_matches(raw, knowledge),
+        line_filter=lambda kind: line_filter(kind, knowledge),
+    )
 
 
-_SHOWN = 10
-# What a resource of unvalidated JSON can raise in code that reads it raw (a value of an unexpected JSON
-# type the checks missed): that resource is counted and named, the screening goes on.
-_READ_ERRORS = (TypeError, AttributeError, KeyError, ValueError, IndexError, RecursionError, OverflowError)
-
-
-def _positions(shown: list[str], total: int) -> str:
-    more = total - len(shown)
-    return "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
-
-
-def _index(files: list[Path], knowledge: Knowledge, store: PatientStore, summary: Summary,
-           progress: Progress) -> None:
-    """Pass 1: every resource to its patient's rows (kept and cut down), shared ones by reference."""
-    total, done = total_bytes(files), 0
-
-    def advance(count: int) -> None:
-        nonlocal done
-        done += count
-        progress.update("reading", done, total, "B")
-
-    def malformed(where: str, why: str) -> None:
-        summary.malformed += 1
-        summary.note(where, why)
-
-    def skipped(kind: str) -> None:
-        summary.resources += 1
-        summary.types[kind] += 1
-
-    filters: dict[str, Any] = {}
-
-    def line_filter_of(kind: str) -> Any:
-        if kind not in filters:
-            filters[kind] = line_filter(kind, knowledge)
-        return filters[kind]
-
-    hooks = Hooks(progress=advance, malformed=malformed, line_filter=line_filter_of, skipped=skipped)
-    for item in read_all(files, hooks):
-        try:
-            _index_one(item, knowledge, store, summary)
-        except _READ_ERRORS as exc:
-            summary.failed += 1
-            summary.note(item.where, f"could not be read ({type(exc).__name__})")
-
-
-def _index_one(item: Any, knowledge: Knowledge, store: PatientStore, summary: Summary) -> None:
-    raw, kind = item.raw, item.raw["resourceType"]
-    summary.resources += 1
-    summary.types[kind] += 1
-    if kind in SHARED_TYPES:
-        own = safe.text(raw, "id")
-        keys = [k for k in (f"{kind}/{own}" if own else None, item.full_url) if k]
-        if keys and (kind != "Medication" or medication_matches(raw, knowledge)):
-            store.add_shared(keys, json.dumps(project(raw)))
-        return
-    if kind not in PATIENT_TYPES:
-        return
-    if not keep(raw, knowledge):
-        return
-    patient = patient_key(raw, item.aliases, item.full_url)
-    if patient is None:
-        summary.no_patient += 1
-    else:
-        summary.kept += 1
-        # An NDJSON line is stored as read (cheaper than encoding it again); cut down when read back.
-        store.add(patient, item.line.decode() if item.line else json.dumps(project(raw)))
-
-
-_INTERNER = Interner()
-
-
-def _parse(raw: dict[str, Any], summary: Summary) -> Resource | None:
-    try:
-        return _INTERNER.parse(raw)
-    except ValueError:
-        summary.invalid[str(raw.get("resourceType"))[:40]] += 1
-        return None
-
-
-class _Shared:
-    """Shared resources (Medication, ResearchStudy), parsed once and kept in a bounded cache."""
-
-    def __init__(self, store: PatientStore, summary: Summary) -> None:
-        self.store, self.summary = store, summary
-        self.get = lru_cache(maxsize=512)(self._load)
-
-    def _load(self, reference: str) -> tuple[dict[str, Any], Resource] | None:
-        body = self.store.shared(reference)
-        key = reference_key(reference)
-        if body is None and key:
-            body = self.store.shared(key)
-        if body is None:
-            return None
-        raw = json.loads(body)
-        model = _parse(raw, self.summary)
-        return (raw, model) if model is not None else None
-
-
-def _file(record: PatientRecord, raw: dict[str, Any], summary: Summary) -> None:
-    model = _parse(raw, summary)
-    if model is None:
-        return
-    kind = raw["resourceType"]
-    if kind == "Patient":
-        record.patient = record.patient or model
-    else:
-        getattr(record, _FIELDS[kind]).append(model)
-    remember(record, model)
-
-
-def _record(patient: str, bodies: list[str], knowledge: Knowledge, shared: _Shared,
+def _record(patient: str, bodies: list[str], knowledge: Knowledge, shared: Shared,
             summary: Summary) -> PatientRecord | None:
     """One patient's record (R4B, as the service builds it), or None without multiple myeloma."""
     record = PatientRecord(patient_id=patient)
     raws = [project(json.loads(body)) for body in bodies]
     for raw in raws:
         if raw["resourceType"] == "Condition":
-            _file(record, raw, summary)
+            file_resource(record, raw, summary)
     if not has_myeloma(record, knowledge):
         return None  # the rest is not even parsed
     for raw in raws:
@@ -234,49 +83,28 @@ def _record(patient: str, bodies: list[str], knowledge: Knowledge, shared: _Shar
         linked = external_medication(raw) if kind in MEDICATION_TYPES else None
         if kind == "ResearchSubject":
             linked = safe.reference(raw, "study")
-        if linked:
-            found = shared.get(linked)
-            if found is None and kind != "ResearchSubject":
-                continue  # its Medication is not an anti-myeloma drug (or not in the export)
-            if found is not None:
-                record.referenced[linked] = found[1]
-                remember(record, found[1])
-        _file(record, raw, summary)
+        if linked and not shared.link(record, linked) and kind != "ResearchSubject":
+            continue  # its Medication is not an anti-myeloma drug (or not in the export)
+        file_resource(record, raw, summary)
     return record
 
 
 def screen(path: Path, knowledge: Knowledge, today: date, options: Options, *, out: TextIO,
            fmt: str = "csv", progress: Progress | None = None) -> Summary:
     """Screen every patient of the input at `path`; one row per patient with myeloma is written to `out`."""
-    progress = progress or Progress(sys.stderr, enabled=False)
-    files = input_files(path)
     summary = Summary()
-    with tempfile.TemporaryDirectory(prefix="dexfree-screen-") as folder:
-        store = PatientStore(Path(folder))
-        try:
-            _index(files, knowledge, store, summary, progress)
-            summary.patients = store.finish()
-            writer = RowWriter(out, fmt, CRITERION_IDS)
-            shared = _Shared(store, summary)
-            for number, (patient, bodies) in enumerate(store.patients(), start=1):
-                progress.update("screening", number, summary.patients, "patients")
-                try:
-                    record = _record(patient, bodies, knowledge, shared, summary)
-                    row = _row(record, knowledge, today, options) if record is not None else None
-                except _READ_ERRORS as exc:
-                    # Named by its rank, not its id: stderr is no place for patient identifiers.
-                    summary.failed += 1
-                    summary.note(f"patient #{number} (in the store's order)",
-                                 f"could not be assessed ({type(exc).__name__})")
-                    continue
-                if row is None:
-                    continue
-                writer.write(row)
-                summary.rows += 1
-            writer.close()
-        finally:
-            store.close()
-            progress.close()
+    writer: RowWriter | None = None
+
+    def visit(patient: str, bodies: list[str], shared: Shared) -> None:
+        nonlocal writer
+        writer = writer or RowWriter(out, fmt, CRITERION_IDS)
+        record = _record(patient, bodies, knowledge, shared, summary)
+        if record is not None:
+            writer.write(_row(record, knowledge, today, options))
+            summary.rows += 1
+
+    per_patient_pass(path, selection(knowledge), visit, summary, label="screening", progress=progress)
+    (writer or RowWriter(out, fmt, CRITERION_IDS)).close()
     return summary
 
 

@@ -11,6 +11,7 @@ from cds_service.hooks.registry import ServiceDefinition
 from cds_service.rules.dexamethasone import situation
 from cds_service.rules.eligibility import NOT_ELIGIBLE, assess, has_myeloma
 from cds_service.rules.enrolment import Enrolment
+from cds_service.rules.exposure import chart_findings
 from cds_service.rules.facts import Options
 from cds_service.services.base import ServiceCall
 
@@ -36,10 +37,13 @@ def _eligibility(call: ServiceCall, enrolled: Enrolment | None) -> list[dict[str
 
 
 def evaluate(call: ServiceCall) -> list[dict[str, Any]]:
-    """The trial-status card for a patient on study treatment; the eligibility card for the others."""
+    """The trial-status card for a patient on study treatment (saying what the record shows against the arm:
+    dexamethasone given in a cycle without it, an arm A cycle without it by its last day); the eligibility
+    card for the others."""
     where = situation(call.record, call.knowledge, call.today, call.zone)
     if where is not None and where.enrolled.on_treatment:
-        return [trial_status(where, call.knowledge, call.today)]
+        exposure = chart_findings(call.record, call.knowledge, call.today, call.zone)
+        return [trial_status(where, call.knowledge, call.today, exposure)]
     return _eligibility(call, where.enrolled if where else None)
 
 
