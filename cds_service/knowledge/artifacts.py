@@ -19,6 +19,8 @@ R5_STUDY_VERSION = "http://hl7.org/fhir/5.0/StructureDefinition/extension-Resear
 # What a publishable artifact must carry, so that a pharmacist can tell what and whose it is.
 REQUIRED_METADATA = ("url", "version", "status", "name", "title", "date", "publisher")
 USABLE_STATUSES = ("draft", "active")
+# Sources of artifacts (the CQL and its compiled ELM), not FHIR artifacts themselves.
+SOURCE_FOLDERS = frozenset({"logic"})
 
 
 @dataclass
@@ -78,6 +80,8 @@ def load_artifacts(folder: Path) -> Artifacts:
     artifacts = Artifacts(folder=folder)
     for path in sorted(folder.rglob("*.json")):
         where = str(path.relative_to(folder))
+        if path.relative_to(folder).parts[0] in SOURCE_FOLDERS:
+            continue
         resource = _read(path, where)
         ref = f"{resource['resourceType']}/{resource.get('id')}"
         if not resource.get("id") or ref in artifacts.by_ref:
