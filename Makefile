@@ -39,7 +39,7 @@ $(CQL_STAMP): $(CQL_TOOLS)/package.json $(CQL_TOOLS)/package-lock.json
 # embed the CQL in its Library; tests/knowledge/test_cql.py checks both are current.
 LOGIC := plan_definitions/logic
 elm: $(STAMP) $(CQL_STAMP)
-	node $(CQL_TOOLS)/translate.mjs $(LOGIC)/DexFreeRules.cql --out $(LOGIC)/DexFreeRules.elm.json
+	node $(CQL_TOOLS)/translate.mjs $(LOGIC)/DexFreeRules.cql --out $(LOGIC)/DexFreeRules.elm
 	$(BIN)/python -c "from pathlib import Path; from cds_service.knowledge.elm import embed_sources; \
 	embed_sources(Path('plan_definitions'))"
 

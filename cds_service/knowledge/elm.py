@@ -1,11 +1,11 @@
 """The eca-rule's compiled logic: the committed ELM of logic/*.cql, checked against its source, and shipped.
 
 Decision (issue 19): the ELM is compiled by `make elm` (the reference translator, node, `cql/`) and
-committed as `logic/<Library name>.elm.json`; the translator's output carries the SHA-256 of the CQL it was
-compiled from (an ELM annotation tag). `cds-service publish` therefore needs no node at run time: it
-refuses an ELM that is missing, stale (another source digest) or that records translator errors, and
-tests/knowledge/test_cql.py recompiles the CQL and checks that the committed ELM is that output.
-"""
+committed as `logic/<Library name>.elm` (ELM JSON; a `.json` name would make it one of the FHIR artifacts);
+the translator's output carries the SHA-256 of the CQL it was compiled from (an ELM annotation tag).
+`cds-service publish` therefore needs no node at run time: it refuses an ELM that is missing, stale (another
+source digest) or that records translator errors, and tests/knowledge/test_cql.py recompiles the CQL and
+checks that the committed ELM is that output."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def source_digest(cql: str) -> str:
 
 def elm_path(folder: Path, name: str) -> Path:
     """Where the committed ELM of logic/<name>.cql lives."""
-    return folder / "logic" / f"{name}.elm.json"
+    return folder / "logic" / f"{name}.elm"
 
 
 def _tags(elm: dict[str, Any]) -> dict[str, str]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from cds_service.knowledge.artifacts import Artifacts, canonical_url, canonical_version
 from cds_service.knowledge.model import Knowledge
+from cds_service.knowledge.shipped import shipped_artifacts
 
 FHIR_VERSION = "4.0.1"
 
@@ -71,9 +72,10 @@ def _type_code(resource: dict[str, Any]) -> str | None:
     return codings[0].get("code") if codings else None
 
 
-def npm_files(knowledge: Knowledge) -> dict[str, bytes]:
-    """The files of the FHIR NPM package, by path inside the archive (`package/...`)."""
-    artifacts = knowledge.artifacts
+def npm_files(knowledge: Knowledge, artifacts: Artifacts | None = None) -> dict[str, bytes]:
+    """The files of the FHIR NPM package, by path inside the archive (`package/...`); by default the
+    artifacts as published (`shipped_artifacts`)."""
+    artifacts = artifacts or shipped_artifacts(knowledge.artifacts)
     version = package_version(artifacts)
     manifest = {
         "name": package_name(knowledge),
@@ -119,8 +121,9 @@ def publish(knowledge: Knowledge, out: Path, max_entries: int = 0) -> dict[str, 
 
     One `bundle.json`, or `bundle-1.json`, `bundle-2.json`, … when `max_entries` splits it.
     """
+    shipped = shipped_artifacts(knowledge.artifacts)  # before writing anything: a stale ELM stops it here
     out.mkdir(parents=True, exist_ok=True)
-    bundles = transaction_bundles(knowledge.artifacts, max_entries)
+    bundles = transaction_bundles(shipped, max_entries)
     if len(bundles) == 1:
         bundle = out / "bundle.json"
         bundle.write_bytes(_dump(bundles[0]))
@@ -128,7 +131,7 @@ def publish(knowledge: Knowledge, out: Path, max_entries: int = 0) -> dict[str, 
         for number, part in enumerate(bundles, start=1):
             bundle = out / f"bundle-{number}.json"
             bundle.write_bytes(_dump(part))
-    files = npm_files(knowledge)
+    files = npm_files(knowledge, shipped)
     for name, data in files.items():
         path = out / name
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,18 +13,21 @@ reason; they must still disagree (an exclusion that has started to agree is stal
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from cds_service.errors import ConfigError
 from cds_service.fhir.assemble import assemble_record
 from cds_service.hooks.request import parse_hook_request
-from cds_service.knowledge.elm import checked_elm, value_set_codes
+from cds_service.knowledge.elm import SOURCE_TAG, checked_elm, elm_path, embed_sources, value_set_codes
 from cds_service.rules.cycles import INFUSION_SLACK_DAYS
 from cds_service.rules.dexamethasone import DOSE_TOLERANCE_MG, evaluate_orders
 from tests.rules import test_cycle_clock, test_order_shapes
@@ -129,7 +132,7 @@ def _engine_input(body: dict[str, Any], artifacts: list[dict[str, Any]]) -> dict
 def cql_answers(knowledge, tmp_path_factory) -> dict[str, dict[str, Any]]:
     node = _node()
     work = tmp_path_factory.mktemp("cql")
-    elm = work / "DexFreeRules.elm.json"
+    elm = work / "DexFreeRules.elm"
     elm.write_bytes(checked_elm(knowledge.artifacts.folder, knowledge.artifacts.by_ref["Library/dex-free-rules"]))
     urls = [v["id"] for v in json.loads(elm.read_text())["library"]["valueSets"]["def"]]
     # The artifacts the CQL reads, as a FHIR server holding the publication answers its retrieves (of the
@@ -168,3 +171,101 @@ def test_cql_agrees_with_the_python_rules(name, cql_answers, runtime):
         return
     assert cql == python, (f"{name}: the CQL and the Python rules disagree\n  Python: {python}\n  CQL:    {cql}\n"
                            f"  CQL state: { {k: answer.get(k) for k in DEBUG} }")
+
+
+def _translate(node: str, source: Path, out: Path | None = None) -> tuple[int, dict[str, Any]]:
+    command = [node, str(TOOLS / "translate.mjs"), str(source), *(["--out", str(out)] if out else [])]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    return done.returncode, json.loads(done.stdout)
+
+
+# The translator's warnings left, all explained in the Library's description: an operand of a function named
+# like an alias of a query the function is used in (CQL scoping makes the operand win, as meant), and a
+# string literal spelled like an operand ('Medication' as the resource type of a reference).
+EXPLAINED_WARNINGS = ("is hiding another identifier of the same name", "matches the identifier Medication")
+
+
+def test_the_reference_translator_compiles_the_cql_without_errors(tmp_path):
+    code, report = _translate(_node(), CQL, tmp_path / "elm.json")
+    assert code == 0 and report["errors"] == [], report["errors"]
+    unexplained = [w for w in report["warnings"] if not any(e in w["message"] for e in EXPLAINED_WARNINGS)]
+    assert unexplained == []
+    # The committed ELM is what the translator makes of the CQL now (`make elm` writes it).
+    assert (tmp_path / "elm.json").read_bytes() == elm_path(ROOT / "plan_definitions", "DexFreeRules").read_bytes(), \
+        "plan_definitions/logic/DexFreeRules.elm is stale: run `make elm`"
+
+
+def test_the_translator_reports_a_cql_that_does_not_compile(tmp_path):
+    broken = tmp_path / "Broken.cql"
+    broken.write_text(CQL.read_text().replace('define "Arm":', 'define "Arm" ::'))
+    code, report = _translate(_node(), broken, tmp_path / "broken.json")
+    assert code == 1 and report["errors"] and not (tmp_path / "broken.json").exists()
+
+
+def test_the_cql_names_no_protocol_number_or_code():
+    """Cycle lengths, days, doses, ages and the NCT number are read from the artifacts, never written."""
+    code = "\n".join(line.split("//")[0] for line in CQL.read_text().split("*/", 1)[1].splitlines())
+    for written in ("NCT06561854'", "'icaria", "'ikema", "28", " 40", " 20 ", "75", "'3264'", "H02AB02", "'C90"):
+        assert written not in code, written
+
+
+def test_the_lock_file_pins_every_package_without_download_addresses():
+    lock = json.loads((TOOLS / "package-lock.json").read_text())
+    packages = {k: v for k, v in lock["packages"].items() if k}
+    assert packages and all(p.get("version") and p.get("integrity") for p in packages.values())
+    assert not any("resolved" in p for p in packages.values())
+    wanted = json.loads((TOOLS / "package.json").read_text())["dependencies"]
+    assert all(version[0].isdigit() for version in wanted.values()), "pin exact versions"
+
+
+def test_published_library_carries_its_elm_beside_the_cql(knowledge, tmp_path):
+    from cds_service.knowledge.publish import publish
+
+    paths = publish(knowledge, tmp_path)
+    bundle = json.loads(paths["bundle"].read_text())
+    [library] = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Library"]
+    assert [c["contentType"] for c in library["content"]] == ["text/cql", "application/elm+json"]
+    cql, elm = (base64.b64decode(c["data"]) for c in library["content"])
+    assert cql == CQL.read_bytes()
+    assert json.loads(elm)["library"]["identifier"] == {"id": "DexFreeRules", "version": "1.0.0"}
+    assert SOURCE_TAG in elm.decode()
+    # The source files stay as written: only the publication carries the ELM.
+    assert len(knowledge.artifacts.by_ref["Library/dex-free-rules"]["content"]) == 1
+
+
+def test_publish_refuses_an_elm_not_compiled_from_the_shipped_cql(artifact_copy, tmp_path):
+    source = artifact_copy / "logic" / "DexFreeRules.cql"
+    source.write_text(source.read_text() + "\ndefine \"Added\": true\n")
+    embed_sources(artifact_copy)
+    result = subprocess.run([sys.executable, "-m", "cds_service.cli", "publish", "--out", str(tmp_path / "out")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            env={"CDS_PLAN_DEFINITIONS": str(artifact_copy), "PATH": ""})
+    assert result.returncode == 2
+    assert "not compiled from the shipped CQL" in result.stderr and "make elm" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_publish_refuses_a_library_without_its_elm(artifact_copy):
+    (artifact_copy / "logic" / "DexFreeRules.elm").unlink()
+    with pytest.raises(ConfigError, match="no compiled ELM"):
+        checked_elm(artifact_copy, json.loads((artifact_copy / "rules" / "Library-dex-free-rules.json").read_text()))
+
+
+def test_value_sets_are_listed_for_the_engine_with_their_system_aliases(knowledge):
+    codes = value_set_codes(knowledge.terminology, ["https://dexfree.example.org/fhir/ValueSet/dexamethasone"])
+    listed = {(c["system"], c["code"]) for c in codes["https://dexfree.example.org/fhir/ValueSet/dexamethasone"]}
+    assert ("http://www.nlm.nih.gov/research/umls/rxnorm", "3264") in listed
+    assert ("http://www.nlm.nih.gov/research/umls/rxnorm", "197582") in listed  # from the included set
+    aliases = [a for a, s in knowledge.terminology.systems.items() if s == "http://www.nlm.nih.gov/research/umls/rxnorm"
+               and a != s]
+    assert aliases and all((a, "3264") in listed for a in aliases)
+    with pytest.raises(ConfigError, match="filter"):
+        value_set_codes(knowledge.terminology, ["https://dexfree.example.org/fhir/ValueSet/other-malignancy"])
+
+
+def test_the_service_allowances_default_to_the_python_rules_own():
+    """The two parameters are the service's allowances (not protocol numbers); their defaults are its values."""
+    elm = json.loads(elm_path(ROOT / "plan_definitions", "DexFreeRules").read_text())
+    defaults = {p["name"]: p.get("default", {}).get("value") for p in elm["library"]["parameters"]["def"]}
+    assert float(defaults["Dose Tolerance Mg"]) == DOSE_TOLERANCE_MG
+    assert int(defaults["Infusion Slack Days"]) == INFUSION_SLACK_DAYS
