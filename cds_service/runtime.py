@@ -60,7 +60,8 @@ class Runtime:
         except (KeyError, ValueError):
             raise ConfigError(f"CDS_TIMEZONE={self.config.timezone!r} is not a known time zone") from None
         if self.knowledge is None:
-            self.knowledge = shared_knowledge(self.config.plan_definitions, self.config.local_valuesets)
+            self.knowledge = shared_knowledge(self.config.plan_definitions, self.config.local_valuesets,
+                                              self.config.canonical_base)
         if self.fhir is None:
             self.fhir = FhirGateway(self.config)
         # Searches restricted to what the rules read (discovery shows the same templates).

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cds_service.errors import ConfigError
+from cds_service.knowledge.artifacts import SOURCE_BASE
 from cds_service.knowledge.terminology import CodeSet, Terminology
 
 CQL_TYPE = "text/cql"
@@ -68,14 +69,26 @@ def checked_elm(folder: Path, library: dict[str, Any]) -> bytes:
     return raw
 
 
-def with_elm(library: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """A copy of a Library whose content carries its ELM (base64) beside the CQL (the CQL first)."""
+def with_elm(library: dict[str, Any], folder: Path, base: str = SOURCE_BASE) -> dict[str, Any]:
+    """A copy of a Library whose content carries its ELM (base64) beside the CQL (the CQL first).
+
+    Under another canonical base, the CQL and the ELM name the artifacts under it too (their value sets,
+    CodeSystem and study canonicals), as every other published artifact does.
+    """
     shipped = copy.deepcopy(library)
     if not any(c.get("contentType") == CQL_TYPE for c in shipped.get("content") or []):
         return shipped
-    elm = checked_elm(folder, library)
-    content = [c for c in shipped["content"] if c.get("contentType") != ELM_TYPE]
-    content.append({"contentType": ELM_TYPE, "data": base64.b64encode(elm.strip()).decode("ascii")})
+    elm = checked_elm(folder, library).strip()
+    content = []
+    for part in shipped["content"]:
+        if part.get("contentType") == CQL_TYPE and part.get("data") and base != SOURCE_BASE:
+            cql = base64.b64decode(part["data"]).replace(SOURCE_BASE.encode(), base.encode())
+            content.append({**part, "data": base64.b64encode(cql).decode("ascii")})
+        elif part.get("contentType") != ELM_TYPE:
+            content.append(part)
+    if base != SOURCE_BASE:
+        elm = elm.replace(SOURCE_BASE.encode(), base.encode())
+    content.append({"contentType": ELM_TYPE, "data": base64.b64encode(elm).decode("ascii")})
     shipped["content"] = content
     return shipped
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cds_service.errors import ConfigError
-from cds_service.knowledge.artifacts import Artifacts, load_artifacts, versioned
+from cds_service.knowledge.artifacts import SOURCE_BASE, Artifacts, load_artifacts, versioned
 from cds_service.knowledge.regimens import Regimen, read_regimen
 from cds_service.knowledge.study import Study, read_study
 from cds_service.knowledge.terminology import CodeSet, Terminology, build_terminology, read_local_valuesets
@@ -99,14 +99,15 @@ def check_library(artifacts: Artifacts) -> None:
 
 
 @functools.lru_cache(maxsize=4)
-def shared_knowledge(folder: Path, local_valuesets: Path | None = None) -> Knowledge:
+def shared_knowledge(folder: Path, local_valuesets: Path | None = None, base: str = SOURCE_BASE) -> Knowledge:
     """The knowledge of a folder, loaded once per process (it is immutable once loaded)."""
-    return load_knowledge(folder, local_valuesets)
+    return load_knowledge(folder, local_valuesets, base)
 
 
-def load_knowledge(folder: Path, local_valuesets: Path | None = None) -> Knowledge:
-    """Load and check every artifact; ConfigError with the artifact's name if anything is wrong."""
-    artifacts = load_artifacts(folder)
+def load_knowledge(folder: Path, local_valuesets: Path | None = None, base: str = SOURCE_BASE) -> Knowledge:
+    """Load and check every artifact, under the canonical `base` (CDS_CANONICAL_BASE); ConfigError with the
+    artifact's name if anything is wrong."""
+    artifacts = load_artifacts(folder, base)
     check_library(artifacts)
     terminology = build_terminology(artifacts, read_local_valuesets(local_valuesets))
     study, regimen_urls = read_study(artifacts, terminology)

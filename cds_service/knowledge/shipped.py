@@ -10,11 +10,11 @@ from cds_service.knowledge.narrative import with_narrative
 
 def shipped_artifacts(artifacts: Artifacts) -> Artifacts:
     """The artifacts as published; ConfigError when a Library's ELM is missing, stale or has errors."""
-    shipped = Artifacts(folder=artifacts.folder, files=dict(artifacts.files))
+    shipped = Artifacts(folder=artifacts.folder, base=artifacts.base, files=dict(artifacts.files))
     for ref, resource in artifacts.by_ref.items():
-        published = (
-            with_elm(resource, artifacts.folder) if resource["resourceType"] == "Library" else resource
-        )
+        published = resource
+        if resource["resourceType"] == "Library":
+            published = with_elm(resource, artifacts.folder, artifacts.base)
         published = with_narrative(published, artifacts)
         shipped.by_ref[ref] = published
         url = canonical_url(published)
