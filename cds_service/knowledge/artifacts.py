@@ -32,6 +32,7 @@ class Artifacts:
 
     folder: Path
     base: str = SOURCE_BASE  # the canonical base the artifacts were read under
+    shipped: bool = False  # as published: with what publishing adds (knowledge/shipped.py)
     by_url: dict[str, dict[str, Any]] = field(default_factory=dict)
     by_ref: dict[str, dict[str, Any]] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)

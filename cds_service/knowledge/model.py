@@ -13,6 +13,7 @@ from typing import Any
 from cds_service.errors import ConfigError
 from cds_service.knowledge.artifacts import SOURCE_BASE, Artifacts, load_artifacts, versioned
 from cds_service.knowledge.regimens import Regimen, read_regimen
+from cds_service.knowledge.shipped import shipped_artifacts
 from cds_service.knowledge.study import Study, read_study
 from cds_service.knowledge.terminology import CodeSet, Terminology, build_terminology, read_local_valuesets
 from cds_service.logs import log_event
@@ -45,6 +46,7 @@ class Knowledge:
     rule_codes: Mapping[str, Coding]
     override_reasons: tuple[Coding, ...]
     artifacts: Artifacts
+    published: Artifacts  # the artifacts as published and served: with narratives, the Library with its ELM
 
     def codes(self, key: str) -> CodeSet:
         """A code set by ValueSet id (e.g. "dexamethasone", "routes-local")."""
@@ -120,7 +122,7 @@ def load_knowledge(folder: Path, local_valuesets: Path | None = None, base: str 
     knowledge = Knowledge(study=study, regimens=tuple(regimens), terminology=terminology,
                           rule=versioned(rule), rule_codes=_codings(terminology, "rules"),
                           override_reasons=tuple(_codings(terminology, "override-reasons").values()),
-                          artifacts=artifacts)
+                          artifacts=artifacts, published=shipped_artifacts(artifacts))
     log_event(log, "knowledge loaded", study=study.nct_id, regimens=[r.canonical for r in regimens],
               valueSets=len(terminology.sets),
               localValueSets=str(local_valuesets) if local_valuesets else None)

@@ -41,7 +41,7 @@ def transaction_bundles(artifacts: Artifacts, max_entries: int = 0) -> list[dict
     cap a transaction: Medplum at 50 updates). PUTs make loading twice leave the server as loading once,
     and references between artifacts are canonicals, so the parts can be loaded in any order."""
     entries = []
-    for ref, resource in sorted(artifacts.by_ref.items()):
+    for ref, resource in sorted(shipped_artifacts(artifacts).by_ref.items()):
         entries.append({
             "fullUrl": canonical_url(resource) or ref,
             "resource": resource,
@@ -75,7 +75,7 @@ def _type_code(resource: dict[str, Any]) -> str | None:
 def npm_files(knowledge: Knowledge, artifacts: Artifacts | None = None) -> dict[str, bytes]:
     """The files of the FHIR NPM package, by path inside the archive (`package/...`); by default the
     artifacts as published (`shipped_artifacts`)."""
-    artifacts = artifacts or shipped_artifacts(knowledge.artifacts)
+    artifacts = shipped_artifacts(artifacts or knowledge.published)
     version = package_version(artifacts)
     manifest = {
         "name": package_name(knowledge),
@@ -121,7 +121,7 @@ def publish(knowledge: Knowledge, out: Path, max_entries: int = 0) -> dict[str, 
 
     One `bundle.json`, or `bundle-1.json`, `bundle-2.json`, … when `max_entries` splits it.
     """
-    shipped = shipped_artifacts(knowledge.artifacts)  # before writing anything: a stale ELM stops it here
+    shipped = knowledge.published
     out.mkdir(parents=True, exist_ok=True)
     bundles = transaction_bundles(shipped, max_entries)
     if len(bundles) == 1:

@@ -10,7 +10,9 @@ from cds_service.knowledge.narrative import with_narrative
 
 def shipped_artifacts(artifacts: Artifacts) -> Artifacts:
     """The artifacts as published; ConfigError when a Library's ELM is missing, stale or has errors."""
-    shipped = Artifacts(folder=artifacts.folder, base=artifacts.base, files=dict(artifacts.files))
+    if artifacts.shipped:
+        return artifacts
+    shipped = Artifacts(artifacts.folder, artifacts.base, shipped=True, files=dict(artifacts.files))
     for ref, resource in artifacts.by_ref.items():
         published = resource
         if resource["resourceType"] == "Library":
