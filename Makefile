@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench mutation fuzz image-test lock clean
+.PHONY: run test lint bench mutation fuzz image-test lock elm clean
 
 # (Re)install when the project's metadata changes; `pip install -e` keeps code edits live.
 $(STAMP): pyproject.toml
@@ -27,13 +27,29 @@ $(BROWSER_STAMP): $(BROWSER_TESTS)/package.json $(BROWSER_TESTS)/package-lock.js
 	cd $(BROWSER_TESTS) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $(BROWSER_STAMP)
 
+# The CQL tools (cql/): the reference CQL-to-ELM translator and the cql-execution engine, from npm, pinned by
+# cql/package-lock.json (written without download addresses: cql/.npmrc).
+CQL_TOOLS := cql
+CQL_STAMP := $(CQL_TOOLS)/node_modules/.installed
+$(CQL_STAMP): $(CQL_TOOLS)/package.json $(CQL_TOOLS)/package-lock.json
+	cd $(CQL_TOOLS) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(CQL_STAMP)
+
+# After editing plan_definitions/logic/DexFreeRules.cql: compile it (the translator fails on any error) and
+# embed the CQL in its Library; tests/knowledge/test_cql.py checks both are current.
+LOGIC := plan_definitions/logic
+elm: $(STAMP) $(CQL_STAMP)
+	node $(CQL_TOOLS)/translate.mjs $(LOGIC)/DexFreeRules.cql --out $(LOGIC)/DexFreeRules.elm
+	$(BIN)/python -c "from pathlib import Path; from cds_service.knowledge.elm import embed_sources; \
+	embed_sources(Path('plan_definitions'))"
+
 run: $(STAMP)
 	$(BIN)/cds-service serve
 
 # The audit tests need PostgreSQL: the script uses the machine's, or starts (installing it if need be)
 # and afterwards stops a throwaway one. A test whose real part (PostgreSQL, Redis, the FHIR server, the
 # browser) is missing fails when CI is set (.ci/run) and skips, saying why, elsewhere.
-test: $(STAMP) $(NODE_STAMP) $(BROWSER_STAMP)
+test: $(STAMP) $(NODE_STAMP) $(BROWSER_STAMP) $(CQL_STAMP)
 	$(BIN)/ruff check .
 	bash tests/deploy/install_tools.sh
 	CDS_IMAGE_TEST=1 PYTHON=$(BIN)/python bash tests/services/with_postgres.sh $(BIN)/pytest
@@ -81,4 +97,4 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache $(FHIR_SERVER)/node_modules $(BROWSER_TESTS)/node_modules \
-		tests/artifacts mutants
+		$(CQL_TOOLS)/node_modules tests/artifacts mutants

@@ -55,7 +55,8 @@ def create_app(config: Config | None = None, runtime: Runtime | None = None) -> 
 
 def build_runtime(config: Config) -> Runtime:
     """The production wiring: every part built from the configuration, failing fast if one is wrong."""
-    knowledge = shared_knowledge(config.plan_definitions, config.local_valuesets, config.site_artifacts)
+    knowledge = shared_knowledge(config.plan_definitions, config.local_valuesets, config.site_artifacts,
+                                 config.canonical_base)
     audit = open_audit_store(config)
     # The request log keys patients with the audit store's salt (configured, or shared by all replicas).
     salt = config.pseudonym_salt or getattr(audit, "salt", None)

@@ -33,7 +33,8 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ["PORT"] = str(args.port)
     # Refuse a bad setting, artifact, issuers file or replay store here, by name, before gunicorn starts.
     config = Config.from_env()
-    load_knowledge(config.plan_definitions, config.local_valuesets, config.site_artifacts)
+    load_knowledge(config.plan_definitions, config.local_valuesets, config.site_artifacts,
+                   config.canonical_base)
     check_authentication(config)
     if not GUNICORN_CONF.is_file():
         raise ConfigError(f"{GUNICORN_CONF} is missing; run from a checkout of the repository")
@@ -46,7 +47,7 @@ def _publish(args: argparse.Namespace) -> int:
     """Validate every artifact and write the transaction Bundle and the FHIR NPM package."""
     config = Config.from_env()
     knowledge = load_knowledge(config.plan_definitions, config.local_valuesets,
-                               config.site_artifacts if args.site else None)
+                               config.site_artifacts if args.site else None, config.canonical_base)
     written = publish(knowledge, Path(args.out), args.max_entries)
     print(f"{len(knowledge.artifacts.by_ref)} artifacts of {knowledge.study.nct_id} validated (FHIR R4)")
     for site in args.site or ():
@@ -65,7 +66,7 @@ def _demo_data(args: argparse.Namespace) -> int:
                  else datetime.now(ZoneInfo(config.timezone)).date())
     except ValueError:
         raise ConfigError(f"--today {args.today!r} is not a date (YYYY-MM-DD)") from None
-    knowledge = load_knowledge(config.plan_definitions, config.local_valuesets)
+    knowledge = load_knowledge(config.plan_definitions, config.local_valuesets, config.canonical_base)
     try:
         bundles = transaction_bundles(build_population(knowledge, today), args.max_entries)
     except ValueError as exc:

@@ -62,7 +62,7 @@ class Runtime:
             raise ConfigError(f"CDS_TIMEZONE={self.config.timezone!r} is not a known time zone") from None
         if self.knowledge is None:
             self.knowledge = shared_knowledge(self.config.plan_definitions, self.config.local_valuesets,
-                                              self.config.site_artifacts)
+                                              self.config.site_artifacts, self.config.canonical_base)
         if self.fhir is None:
             self.fhir = FhirGateway(self.config)
         # Searches restricted to what the rules read (discovery shows the same templates).

@@ -479,7 +479,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"CDS_TIMEZONE={config.timezone!r} is not a known time zone") from None
     # The published CodeSystem names the rules and override reasons; the service refuses to start
     # without these artifacts, so the report reads the same ones.
-    words = Vocabulary.of(shared_knowledge(config.plan_definitions, config.local_valuesets))
+    words = Vocabulary.of(shared_knowledge(config.plan_definitions, config.local_valuesets,
+                                           config.canonical_base))
     engine = open_for_report(config.database_url)
     try:
         report = build_report(engine, zone=zone, since=args.since, words=words)

@@ -19,6 +19,11 @@ R5_STUDY_VERSION = "http://hl7.org/fhir/5.0/StructureDefinition/extension-Resear
 # What a publishable artifact must carry, so that a pharmacist can tell what and whose it is.
 REQUIRED_METADATA = ("url", "version", "status", "name", "title", "date", "publisher")
 USABLE_STATUSES = ("draft", "active")
+# The canonical base the files are written under: example.org is reserved for examples (RFC 2606), so no one
+# mistakes it for a real host. A deployment publishes under its own (CDS_CANONICAL_BASE): every URL under
+# this base is moved under that one when the artifacts are read.
+SOURCE_BASE = "https://dexfree.example.org/fhir"
+_UNDER_SOURCE_BASE = (SOURCE_BASE + "/", SOURCE_BASE + "|")
 
 
 @dataclass
@@ -26,6 +31,8 @@ class Artifacts:
     """The artifacts of one folder: raw JSON (what is published) by canonical URL and by `Type/id`."""
 
     folder: Path
+    base: str = SOURCE_BASE  # the canonical base the artifacts were read under
+    shipped: bool = False  # as published: with what publishing adds (knowledge/shipped.py)
     by_url: dict[str, dict[str, Any]] = field(default_factory=dict)
     by_ref: dict[str, dict[str, Any]] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
@@ -71,11 +78,26 @@ def _extension(resource: dict[str, Any], url: str, key: str) -> Any:
     return None
 
 
-def load_artifacts(folder: Path) -> Artifacts:
-    """Read and validate every `*.json` under `folder`; a broken artifact stops the start-up with its name."""
+def rebase(value: Any, base: str) -> Any:
+    """A copy of JSON with every URL under SOURCE_BASE (canonicals, codings' systems) moved under `base`."""
+    if isinstance(value, dict):
+        return {k: rebase(v, base) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rebase(v, base) for v in value]
+    if isinstance(value, str) and (value == SOURCE_BASE or value.startswith(_UNDER_SOURCE_BASE)):
+        return base + value[len(SOURCE_BASE):]
+    return value
+
+
+def load_artifacts(folder: Path, base: str = SOURCE_BASE) -> Artifacts:
+    """Read and validate every `*.json` under `folder`; a broken artifact stops the start-up with its name.
+
+    Under another canonical `base`, every URL under SOURCE_BASE is rewritten (the files keep theirs); the
+    Library's embedded CQL stays as its source file, and is rewritten when published (knowledge/shipped.py).
+    """
     if not folder.is_dir():
         raise ConfigError(f"CDS_PLAN_DEFINITIONS: {folder} is not a folder of FHIR artifacts")
-    artifacts = Artifacts(folder=folder)
+    artifacts = Artifacts(folder=folder, base=base.rstrip("/"))
     for path in sorted(folder.rglob("*.json")):
         add_artifact(artifacts, path, str(path.relative_to(folder)))
     if not artifacts.by_ref:
@@ -88,6 +110,8 @@ def add_artifact(artifacts: Artifacts, path: Path, where: str,
                  taken: Artifacts | None = None) -> dict[str, Any]:
     """Read, validate and index one file; its `Type/id` and canonical must be new (here and in `taken`)."""
     resource = _read(path, where)
+    if artifacts.base != SOURCE_BASE:
+        resource = rebase(resource, artifacts.base)
     ref = f"{resource['resourceType']}/{resource.get('id')}"
     if not resource.get("id") or ref in artifacts.by_ref or (taken is not None and ref in taken.by_ref):
         raise ConfigError(f"{where}: needs a unique id ({ref})")

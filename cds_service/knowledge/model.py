@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from cds_service.errors import ConfigError
-from cds_service.knowledge.artifacts import Artifacts, load_artifacts, versioned
+from cds_service.knowledge.artifacts import SOURCE_BASE, Artifacts, load_artifacts, versioned
 from cds_service.knowledge.regimens import Regimen, read_regimen
+from cds_service.knowledge.shipped import shipped_artifacts
 from cds_service.knowledge.sites import Sites, load_sites
 from cds_service.knowledge.sites import describe as describe_sites
 from cds_service.knowledge.study import Study, read_study
@@ -48,10 +49,11 @@ class Knowledge:
     rule_codes: Mapping[str, Coding]
     override_reasons: tuple[Coding, ...]
     artifacts: Artifacts
+    published: Artifacts  # the artifacts as published and served: with narratives, the Library with its ELM
     # The site adaptations (CDS_SITE_ARTIFACTS); `site` is the site this view is for (None: published).
     sites: Sites = field(default_factory=Sites)
     site: str | None = None
-    published: tuple[Regimen, ...] = ()  # the published regimens, whatever the view (empty: `regimens`)
+    published_regimens: tuple[Regimen, ...] = ()  # the published regimens, whatever the view
 
     def for_site(self, site: str | None) -> Knowledge:
         """The knowledge as a site uses it: its adaptation of each regimen it adapted, the published others.
@@ -61,9 +63,9 @@ class Knowledge:
         """
         if site == self.site:
             return self
-        published = self.published or self.regimens
+        published = self.published_regimens or self.regimens
         regimens = tuple(self.sites.adaptation(site, r) or r for r in published)
-        return dataclasses.replace(self, regimens=regimens, site=site, published=published)
+        return dataclasses.replace(self, regimens=regimens, site=site, published_regimens=published)
 
     def codes(self, key: str) -> CodeSet:
         """A code set by ValueSet id (e.g. "dexamethasone", "routes-local")."""
@@ -78,7 +80,8 @@ class Knowledge:
             return None
         url = canonical.partition("|")[0].rstrip("/")
         # Any site's adaptation names its published regimen's stratum and arm: this view's version of it.
-        known = [*(self.published or self.regimens), *(r for rs in self.sites.regimens.values() for r in rs)]
+        adapted = (r for rs in self.sites.regimens.values() for r in rs)
+        known = [*(self.published_regimens or self.regimens), *adapted]
         for regimen in known:
             if url == regimen.url or (not url.startswith("http") and regimen.url.endswith("/" + url)):
                 return self.regimen(regimen.key, regimen.arm)
@@ -121,17 +124,18 @@ def check_library(artifacts: Artifacts) -> None:
 
 
 @functools.lru_cache(maxsize=4)
-def shared_knowledge(folder: Path, local_valuesets: Path | None = None,
-                     site_artifacts: Path | None = None) -> Knowledge:
+def shared_knowledge(folder: Path, local_valuesets: Path | None = None, site_artifacts: Path | None = None,
+                     base: str = SOURCE_BASE) -> Knowledge:
     """The knowledge of a folder, loaded once per process (it is immutable once loaded)."""
-    return load_knowledge(folder, local_valuesets, site_artifacts)
+    return load_knowledge(folder, local_valuesets, site_artifacts, base)
 
 
-def load_knowledge(folder: Path, local_valuesets: Path | None = None,
-                   site_artifacts: Path | None = None) -> Knowledge:
-    """Load and check every artifact, and the site adaptations under `site_artifacts` when given;
-    ConfigError with the artifact's name if anything is wrong."""
-    artifacts = load_artifacts(folder)
+def load_knowledge(folder: Path, local_valuesets: Path | None = None, site_artifacts: Path | None = None,
+                   base: str = SOURCE_BASE) -> Knowledge:
+    """Load and check every artifact, under the canonical `base` (CDS_CANONICAL_BASE), and the site
+    adaptations under `site_artifacts` when given; ConfigError with the artifact's name if anything is
+    wrong."""
+    artifacts = load_artifacts(folder, base)
     check_library(artifacts)
     terminology = build_terminology(artifacts, read_local_valuesets(local_valuesets))
     study, regimen_urls = read_study(artifacts, terminology)
@@ -145,7 +149,8 @@ def load_knowledge(folder: Path, local_valuesets: Path | None = None,
     knowledge = Knowledge(study=study, regimens=tuple(regimens), terminology=terminology,
                           rule=versioned(rule), rule_codes=_codings(terminology, "rules"),
                           override_reasons=tuple(_codings(terminology, "override-reasons").values()),
-                          artifacts=artifacts, sites=sites, published=tuple(regimens))
+                          artifacts=artifacts, sites=sites, published_regimens=tuple(regimens),
+                          published=shipped_artifacts(artifacts))
     log_event(log, "knowledge loaded", study=study.nct_id, regimens=[r.canonical for r in regimens],
               valueSets=len(terminology.sets),
               localValueSets=str(local_valuesets) if local_valuesets else None,

@@ -12,6 +12,7 @@ from typing import Any
 from cds_service.errors import ConfigError
 from cds_service.knowledge.artifacts import Artifacts, canonical_url, canonical_version
 from cds_service.knowledge.model import Knowledge
+from cds_service.knowledge.shipped import shipped_artifacts
 
 FHIR_VERSION = "4.0.1"
 
@@ -41,7 +42,7 @@ def transaction_bundles(artifacts: Artifacts, max_entries: int = 0) -> list[dict
     cap a transaction: Medplum at 50 updates). PUTs make loading twice leave the server as loading once,
     and references between artifacts are canonicals, so the parts can be loaded in any order."""
     entries = []
-    for ref, resource in sorted(artifacts.by_ref.items()):
+    for ref, resource in sorted(shipped_artifacts(artifacts).by_ref.items()):
         entries.append({
             "fullUrl": canonical_url(resource) or ref,
             "resource": resource,
@@ -72,9 +73,10 @@ def _type_code(resource: dict[str, Any]) -> str | None:
     return codings[0].get("code") if codings else None
 
 
-def npm_files(knowledge: Knowledge) -> dict[str, bytes]:
-    """The files of the FHIR NPM package, by path inside the archive (`package/...`)."""
-    artifacts = knowledge.artifacts
+def npm_files(knowledge: Knowledge, artifacts: Artifacts | None = None) -> dict[str, bytes]:
+    """The files of the FHIR NPM package, by path inside the archive (`package/...`); by default the
+    artifacts as published (`shipped_artifacts`)."""
+    artifacts = shipped_artifacts(artifacts or knowledge.published)
     version = package_version(artifacts)
     manifest = {
         "name": package_name(knowledge),
@@ -120,8 +122,9 @@ def publish(knowledge: Knowledge, out: Path, max_entries: int = 0) -> dict[str, 
 
     One `bundle.json`, or `bundle-1.json`, `bundle-2.json`, … when `max_entries` splits it.
     """
+    shipped = knowledge.published
     out.mkdir(parents=True, exist_ok=True)
-    bundles = transaction_bundles(knowledge.artifacts, max_entries)
+    bundles = transaction_bundles(shipped, max_entries)
     if len(bundles) == 1:
         bundle = out / "bundle.json"
         bundle.write_bytes(_dump(bundles[0]))
@@ -129,7 +132,7 @@ def publish(knowledge: Knowledge, out: Path, max_entries: int = 0) -> dict[str, 
         for number, part in enumerate(bundles, start=1):
             bundle = out / f"bundle-{number}.json"
             bundle.write_bytes(_dump(part))
-    files = npm_files(knowledge)
+    files = npm_files(knowledge, shipped)
     for name, data in files.items():
         path = out / name
         path.parent.mkdir(parents=True, exist_ok=True)

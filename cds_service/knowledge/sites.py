@@ -127,7 +127,7 @@ def load_sites(folder: Path, published: Artifacts, terminology: Terminology,
     """Read and check every site adaptation under `folder`; ConfigError naming the file and the reason."""
     if not folder.is_dir():
         raise ConfigError(f"{SETTING}: {folder} is not a folder of site artifacts")
-    own = Artifacts(folder=folder)
+    own = Artifacts(folder=folder, base=published.base)  # its references to the published, rebased too
     where_of: dict[str, str] = {}
     for path in sorted(folder.rglob("*.json")):
         where = f"{SETTING} {path.relative_to(folder)}"

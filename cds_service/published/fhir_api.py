@@ -1,9 +1,10 @@
 """A read-only FHIR R4 API over plan_definitions/: read, search by canonical URL, and the CapabilityStatement.
 
-It answers the published artifacts exactly as they are in the folder (the JSON `cds-service publish`
-writes), and nothing else: no patient resource is stored here, so none can be reached, with or without
-authentication. Search follows the R4 rules for unknown parameters: ignored (and left out of the `self`
-link) unless the client asks `Prefer: handling=strict`, then a 400.
+It answers the published artifacts exactly as `cds-service publish` writes them (the folder's JSON with
+its generated narratives, the Library with its ELM), and nothing else: no patient resource is stored here,
+so none can be reached, with or without authentication. Search follows the R4 rules for unknown
+parameters: ignored (and left out of the `self` link) unless the client asks `Prefer: handling=strict`,
+then a 400.
 """
 
 from __future__ import annotations
@@ -34,17 +35,17 @@ def _not_found() -> CdsError:
 
 def served_types(knowledge: Knowledge) -> list[str]:
     """The resource types of the artifacts, sorted."""
-    return sorted({r["resourceType"] for r in knowledge.artifacts})
+    return sorted({r["resourceType"] for r in knowledge.published})
 
 
 def searchable_by_url(knowledge: Knowledge, resource_type: str) -> bool:
     """Whether the type has a `url` element in R4 (ResearchStudy and NamingSystem do not)."""
-    return any("url" in r for r in knowledge.artifacts.of_type(resource_type))
+    return any("url" in r for r in knowledge.published.of_type(resource_type))
 
 
 def read(knowledge: Knowledge, resource_type: str, resource_id: str) -> dict[str, Any]:
     """The artifact `Type/id` as published; 404 if there is none."""
-    found = knowledge.artifacts.by_ref.get(f"{resource_type}/{resource_id}")
+    found = knowledge.published.by_ref.get(f"{resource_type}/{resource_id}")
     if found is None:
         raise _not_found()
     return found
@@ -80,7 +81,7 @@ def search(knowledge: Knowledge, resource_type: str, params: Mapping[str, Sequen
                        code="not-supported")
     urls = _values(params.get("url", ())) if "url" in supported else []
     versions = _values(params.get("version", ())) if "version" in supported else []
-    matches = [r for r in knowledge.artifacts.of_type(resource_type) if _matches(r, urls, versions)]
+    matches = [r for r in knowledge.published.of_type(resource_type) if _matches(r, urls, versions)]
     matches.sort(key=lambda r: r["id"])
     used = [(name, value) for name in supported for value in params.get(name, ())]
     self_url = f"{base_url.rstrip('/')}{FHIR_PATH}/{resource_type}" + (f"?{urlencode(used)}" if used else "")
@@ -98,7 +99,7 @@ def search(knowledge: Knowledge, resource_type: str, params: Mapping[str, Sequen
 
 def capability_statement(knowledge: Knowledge, base_url: str) -> dict[str, Any]:
     """What this endpoint does: an R4 server instance, read and search-type by url, without authentication."""
-    dates = [str(r["date"]) for r in knowledge.artifacts if r.get("date")]
+    dates = [str(r["date"]) for r in knowledge.published if r.get("date")]
     resources = []
     for resource_type in served_types(knowledge):
         entry: dict[str, Any] = {"type": resource_type,
@@ -111,7 +112,7 @@ def capability_statement(knowledge: Knowledge, base_url: str) -> dict[str, Any]:
         "status": "active",
         # The newest artifact's date: the statement changes when what is served changes.
         "date": max(dates),
-        "publisher": knowledge.artifacts.of_type("PlanDefinition")[0].get("publisher"),
+        "publisher": knowledge.published.of_type("PlanDefinition")[0].get("publisher"),
         "kind": "instance",
         "software": {"name": SOFTWARE, "version": __version__},
         "implementation": {

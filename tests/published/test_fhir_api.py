@@ -47,7 +47,7 @@ def test_head_answers_like_get_without_a_body(client):
 def test_search_by_canonical_url_finds_each_artifact_and_only_it(client, knowledge):
     searched = 0
     for ref in refs(knowledge):
-        resource = knowledge.artifacts.by_ref[ref]
+        resource = knowledge.published.by_ref[ref]
         if "url" not in resource:
             continue  # ResearchStudy and NamingSystem have no url element in R4
         resource_type = resource["resourceType"]
@@ -109,7 +109,7 @@ def test_no_patient_data_type_is_served(client, resource_type):
 
 
 def test_the_enrolment_study_of_a_patient_is_not_served_only_the_trials_own(client, knowledge):
-    (study,) = knowledge.artifacts.of_type("ResearchStudy")
+    (study,) = knowledge.published.of_type("ResearchStudy")
     assert client.get("/fhir/ResearchStudy/rs-study").status_code == 404
     assert [e["resource"] for e in client.get("/fhir/ResearchStudy").get_json()["entry"]] == [study]
 
