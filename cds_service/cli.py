@@ -66,7 +66,7 @@ def _demo_data(args: argparse.Namespace) -> int:
                  else datetime.now(ZoneInfo(config.timezone)).date())
     except ValueError:
         raise ConfigError(f"--today {args.today!r} is not a date (YYYY-MM-DD)") from None
-    knowledge = load_knowledge(config.plan_definitions, config.local_valuesets, config.canonical_base)
+    knowledge = load_knowledge(config.plan_definitions, config.local_valuesets, base=config.canonical_base)
     try:
         bundles = transaction_bundles(build_population(knowledge, today), args.max_entries)
     except ValueError as exc:

@@ -480,7 +480,7 @@ def run(args: argparse.Namespace) -> int:
     # The published CodeSystem names the rules and override reasons; the service refuses to start
     # without these artifacts, so the report reads the same ones.
     words = Vocabulary.of(shared_knowledge(config.plan_definitions, config.local_valuesets,
-                                           config.canonical_base))
+                                           base=config.canonical_base))
     engine = open_for_report(config.database_url)
     try:
         report = build_report(engine, zone=zone, since=args.since, words=words)

@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"--today {args.today!r} is not a date (YYYY-MM-DD)")
     except InputError as exc:
         return _fail(str(exc))
-    knowledge = load_knowledge(config.plan_definitions, config.local_valuesets, config.canonical_base)
+    knowledge = load_knowledge(config.plan_definitions, config.local_valuesets, base=config.canonical_base)
     target = Path(args.out) if args.out else None
     partial = target.with_name(target.name + ".partial") if target else None
     try:

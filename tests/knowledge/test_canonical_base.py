@@ -24,7 +24,7 @@ SITE = "https://essais.chu-exemple.fr/fhir/dexfree"
 
 @pytest.fixture(scope="module")
 def site_knowledge():
-    return load_knowledge(SHIPPED, None, SITE)
+    return load_knowledge(SHIPPED, None, base=SITE)
 
 
 def _strings(value):
