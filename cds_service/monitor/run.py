@@ -5,26 +5,22 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import sys
-from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
 from cds_service.config import Config
 from cds_service.fhir.record import PatientRecord
-from cds_service.knowledge.model import Knowledge, load_knowledge
-from cds_service.logs import log_event
+from cds_service.knowledge.model import Knowledge
 from cds_service.monitor.output import MonitorWriter
 from cds_service.monitor.selection import MEDICATION_TYPES, external_medication, project, selection
 from cds_service.rules.enrolment import enrolment
 from cds_service.rules.exposure import monitor
+from cds_service.screen.command import run_export
 from cds_service.screen.passes import PassSummary, Shared, file_resource, per_patient_pass
 from cds_service.screen.progress import Progress
-from cds_service.screen.sources import InputError, input_files
 
 log = logging.getLogger(__name__)
 
@@ -100,47 +96,15 @@ def run_monitor(path: Path, knowledge: Knowledge, today: date, zone: ZoneInfo, *
     return summary
 
 
-def _fail(message: str) -> int:
-    print(f"cds-service monitor: {message}", file=sys.stderr)
-    return 2
-
-
 def run(args: argparse.Namespace) -> int:
     """The command: exit 0 when monitored, 2 on input it cannot read (the message says which and why)."""
     config = Config.from_env()
     zone = ZoneInfo(config.timezone)
-    try:
-        today = date.fromisoformat(args.today) if args.today else datetime.now(zone).date()
-        input_files(Path(args.path))  # bad input is refused before the knowledge is loaded
-    except ValueError:
-        return _fail(f"--today {args.today!r} is not a date (YYYY-MM-DD)")
-    except InputError as exc:
-        return _fail(str(exc))
-    knowledge = load_knowledge(config.plan_definitions, config.local_valuesets, base=config.canonical_base)
-    target = Path(args.out) if args.out else None
-    partial = target.with_name(target.name + ".partial") if target else None
-    try:
-        with partial.open("w", encoding="utf-8", newline="") if partial else nullcontext(sys.stdout) as out:
-            summary = run_monitor(Path(args.path), knowledge, today, zone, out=out, fmt=args.format,
-                                  progress=Progress(sys.stderr))
-    except InputError as exc:
-        _discard(partial)
-        return _fail(str(exc))
-    except OSError as exc:
-        _discard(partial)
-        return _fail(f"{exc.filename or args.out}: cannot be written ({exc.strerror})")
-    if partial and target:
-        os.replace(partial, target)  # the output appears complete or not at all
-    for warning in summary.warnings():
-        print(f"cds-service monitor: warning: {warning}", file=sys.stderr)
-    print(f"cds-service monitor: {summary.describe()}", file=sys.stderr)
-    log_event(log, "monitor finished", **summary.log_fields())
-    return 0
 
+    def work(path: Path, knowledge: Knowledge, today: date, out: TextIO, progress: Progress) -> PassSummary:
+        return run_monitor(path, knowledge, today, zone, out=out, fmt=args.format, progress=progress)
 
-def _discard(path: Path | None) -> None:
-    if path is not None:
-        path.unlink(missing_ok=True)
+    return run_export("monitor", args, config, work)
 
 
 def add_parser(commands: Any) -> None:

@@ -95,6 +95,10 @@ class PassSummary:
                              "read them as absent")
         return found
 
+    def describe(self) -> str:
+        """The closing line of a command (each command says it in its own words)."""
+        return f"read {self.patients} patient(s) from {self.resources} resource(s) ({self.kept} kept)"
+
     def note(self, where: str, why: str) -> None:
         """Remember an unreadable item's position (the first few: a broken export must not flood stderr)."""
         if len(self.unreadable) < MAX_POSITIONS:

@@ -5,23 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import sys
-from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any, TextIO
 
 from cds_service.config import Config
 from cds_service.fhir import raw as safe
 from cds_service.fhir.record import PatientRecord
-from cds_service.knowledge.model import Knowledge, load_knowledge
-from cds_service.logs import log_event
+from cds_service.knowledge.model import Knowledge
 from cds_service.rules.criteria import CRITERION_IDS
 from cds_service.rules.eligibility import assess, has_myeloma
 from cds_service.rules.enrolment import enrolment
 from cds_service.rules.facts import Options
+from cds_service.screen.command import run_export
 from cds_service.screen.output import Row, RowWriter
 from cds_service.screen.passes import PassSummary, Selection, Shared, file_resource, per_patient_pass
 from cds_service.screen.progress import Progress
@@ -34,7 +31,6 @@ from cds_service.screen.relevance import (
     medication_matches,
     project,
 )
-from cds_service.screen.sources import InputError, input_files
 
 log = logging.getLogger(__name__)
 
@@ -116,47 +112,15 @@ def _row(record: PatientRecord, knowledge: Knowledge, today: date, options: Opti
     return Row(record.patient_id, enrolled.status if enrolled else "", assessment.overall, assessment)
 
 
-def _fail(message: str) -> int:
-    print(f"cds-service screen: {message}", file=sys.stderr)
-    return 2
-
-
 def run(args: argparse.Namespace) -> int:
     """The command: exit 0 when screened, 2 on input it cannot read (the message says which and why)."""
     config = Config.from_env()
     options = Options.from_config(config)
-    try:
-        today = date.fromisoformat(args.today) if args.today else datetime.now(options.zone).date()
-        input_files(Path(args.path))  # bad input is refused before the knowledge is loaded
-    except ValueError:
-        return _fail(f"--today {args.today!r} is not a date (YYYY-MM-DD)")
-    except InputError as exc:
-        return _fail(str(exc))
-    knowledge = load_knowledge(config.plan_definitions, config.local_valuesets, base=config.canonical_base)
-    target = Path(args.out) if args.out else None
-    partial = target.with_name(target.name + ".partial") if target else None
-    try:
-        with partial.open("w", encoding="utf-8", newline="") if partial else nullcontext(sys.stdout) as out:
-            summary = screen(Path(args.path), knowledge, today, options, out=out, fmt=args.format,
-                             progress=Progress(sys.stderr))
-    except InputError as exc:
-        _discard(partial)
-        return _fail(str(exc))
-    except OSError as exc:
-        _discard(partial)
-        return _fail(f"{exc.filename or args.out}: cannot be written ({exc.strerror})")
-    if partial and target:
-        os.replace(partial, target)  # the output appears complete or not at all
-    for warning in summary.warnings():
-        print(f"cds-service screen: warning: {warning}", file=sys.stderr)
-    print(f"cds-service screen: {summary.describe()}", file=sys.stderr)
-    log_event(log, "screen finished", **summary.log_fields())
-    return 0
 
+    def work(path: Path, knowledge: Knowledge, today: date, out: TextIO, progress: Progress) -> Summary:
+        return screen(path, knowledge, today, options, out=out, fmt=args.format, progress=progress)
 
-def _discard(path: Path | None) -> None:
-    if path is not None:
-        path.unlink(missing_ok=True)
+    return run_export("screen", args, config, work)
 
 
 def add_parser(commands: Any) -> None:
