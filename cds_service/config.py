@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from cds_service.errors import ConfigError
-from cds_service.knowledge.artifacts import SOURCE_BASE
 from cds_service.security.allowlist import parse_entry, parse_origin
 from cds_service.security.urls import redact_url
 
@@ -55,8 +54,10 @@ def _optional_str(raw: str) -> str | None:
     return raw or None
 
 
-def _canonical_base(raw: str) -> str:
+def _canonical_base(raw: str) -> str | None:
     base = raw.rstrip("/")
+    if not base:
+        return None  # the base the artifacts' files are written under (knowledge/artifacts.py SOURCE_BASE)
     # It is written into URLs, JSON and CQL strings: no quote, backslash, space or angle bracket.
     if not base.startswith(("https://", "http://", "urn:")) or any(c in base for c in "\"'\\ <>"):
         raise ValueError("expected an absolute URL (https://…, or urn:…)")
@@ -164,10 +165,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("default_site", "CDS_DEFAULT_SITE", "", _optional_str,
             "The site of a call neither its JWT tenant nor its fhirServer names. Unset: the published "
             "regimens."),
-    Setting("canonical_base", "CDS_CANONICAL_BASE", SOURCE_BASE, _canonical_base,
+    Setting("canonical_base", "CDS_CANONICAL_BASE", "", _canonical_base,
             "Canonical base under which the trial's artifacts are published and named: their `url`s, the "
-            "CarePlans' instantiatesCanonical matched, cards' `source` and links, discovery, `publish`. The "
-            "default is a reserved example domain: a deployment sets its own (the files keep the default)."),
+            "CarePlans' instantiatesCanonical matched, cards' `source` and links, discovery, `publish`. "
+            "Unset: the files' own base, https://dexfree.example.org/fhir, a reserved example domain: a "
+            "deployment sets its own."),
     Setting("timezone", "CDS_TIMEZONE", "Europe/Paris", str,
             "Time zone of the patients' calendar, used to turn instants into cycle days."),
     Setting("show_not_eligible", "CDS_SHOW_NOT_ELIGIBLE", "false", _bool,
@@ -219,7 +221,7 @@ class Config:
     site_artifacts: Path | None = None
     site_fhir_servers: tuple[tuple[str, str], ...] = ()
     default_site: str | None = None
-    canonical_base: str = SOURCE_BASE
+    canonical_base: str | None = None
     timezone: str = "Europe/Paris"
     show_not_eligible: bool = False
     ecog_window_days: int = 90

@@ -125,17 +125,17 @@ def check_library(artifacts: Artifacts) -> None:
 
 @functools.lru_cache(maxsize=4)
 def shared_knowledge(folder: Path, local_valuesets: Path | None = None, site_artifacts: Path | None = None,
-                     base: str = SOURCE_BASE) -> Knowledge:
+                     base: str | None = None) -> Knowledge:
     """The knowledge of a folder, loaded once per process (it is immutable once loaded)."""
     return load_knowledge(folder, local_valuesets, site_artifacts, base)
 
 
 def load_knowledge(folder: Path, local_valuesets: Path | None = None, site_artifacts: Path | None = None,
-                   base: str = SOURCE_BASE) -> Knowledge:
+                   base: str | None = None) -> Knowledge:
     """Load and check every artifact, under the canonical `base` (CDS_CANONICAL_BASE), and the site
     adaptations under `site_artifacts` when given; ConfigError with the artifact's name if anything is
     wrong."""
-    artifacts = load_artifacts(folder, base)
+    artifacts = load_artifacts(folder, base or SOURCE_BASE)
     check_library(artifacts)
     terminology = build_terminology(artifacts, read_local_valuesets(local_valuesets))
     study, regimen_urls = read_study(artifacts, terminology)
