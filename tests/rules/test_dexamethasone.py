@@ -561,6 +561,7 @@ def test_regimen_unknown_doses_differ_between_icaria_and_ikema(knowledge, birth)
                   else ("age unknown", "the patient's age is unknown and the regimen's dose depends on it"))
     assert (found.rule, found.missing, found.notes) == ("cannot-verify", (f"dose not checked, {short}",), (why,))
     assert (found.cycle, found.cycle_day, found.regimen, found.stop_cycle) == (1, 8, None, 3)
+    assert found.age == (66 if birth else None) and found.expected is None
     # the arm B warning needs no regimen: both stop dexamethasone at cycle 3
     late = only(findings(knowledge, dex_order(day_of(3, 1)), **kw))
     assert (late.rule, late.cycle, late.stop_date) == ("dex-after-cycle-2", 3, day_of(3, 1))
@@ -747,3 +748,101 @@ def test_a_last_day_with_no_cycle_and_no_reason_says_regimen_unknown(knowledge):
               "notes": ("a doubt",)}
     found = only(dex._runs_past(facts, partial, common))
     assert (found.rule, found.missing, found.notes) == ("cannot-verify", ("regimen unknown",), ("a doubt",))
+
+
+# --- mutants: the patient's time zone, French names, the days of an order whose spacing is unknown -----
+
+
+def test_the_patients_time_zone_places_enrolment_and_infusions(knowledge):
+    """Enrolled 2026-09-01 00:30 in Paris (22:30 UTC the day before); a previous line's isatuximab on
+    2026-08-31, the study course's first at 00:30 Paris on 2026-09-01: cycle 1 day 1 is 2026-09-01."""
+    subject = research_subject(enrolled="2026-08-31T22:30:00Z")
+    first = administration("isatuximab", "2026-08-31T22:30:00Z", "isa-first")
+    kw = {"subjects": (subject,), "plans": (),
+          "administrations": (administration("isatuximab", "2026-08-31", "isa-old"), first,
+                              *course(*STANDARD[1:]), POMALIDOMIDE)}
+    place = situation(record_of(**kw), knowledge, day_of(3, 1), PARIS)
+    assert (place.enrolled.enrolled_on, place.clock.c1d1, place.cycle, place.cycle_day) == (C1D1, C1D1, 3, 1)
+    found = only(findings(knowledge, dex_order(day_of(3, 1)), **kw))
+    assert (found.rule, found.cycle, found.cycle_day, found.stop_date) == ("dex-after-cycle-2", 3, 1, day_of(3, 1))
+
+
+def test_an_unreadable_draft_named_in_french_cannot_verify(knowledge):
+    bad = dex_order(day_of(1, 8), order_id="bad", status=12,
+                    medication={"medicationCodeableConcept": {"text": "Dexaméthasone 20 mg"}})
+    assert only(findings(knowledge, bad)).missing == ("a dexamethasone order could not be read",)
+
+
+def test_an_unreadable_draft_with_a_dexamethasone_code_of_another_system_gives_nothing(knowledge):
+    bad = dex_order(day_of(1, 8), order_id="bad", status=12,
+                    medication={"medicationCodeableConcept": {"coding": [{"system": "urn:local", "code": "3264"}]}})
+    assert findings(knowledge, bad) == []
+
+
+@pytest.mark.parametrize(("arm", "day", "off"), [("A", day_of(3, 3), (3,)), ("A", day_of(3, 8), ()),
+                                                 ("B", day_of(2, 3), (3,))])
+def test_a_count_without_spacing_is_checked_on_its_first_day(knowledge, arm, day, off):
+    order = dex_order(day, days=None, frequency=None)
+    order["dosageInstruction"][0]["timing"]["repeat"]["count"] = 4
+    found = [f for f in findings(knowledge, order, **(arm_a() if arm == "A" else {}))
+             if f.rule == "dex-dose-mismatch"]
+    assert [f.notes for f in found] == ([(f"doses on cycle days {off[0]}, outside the regimen's days",)]
+                                        if off else [])
+
+
+def test_monthly_bounded_order_has_no_days_to_check(knowledge):
+    """A monthly timing with an end cannot be expanded into days: only its dose is checked."""
+    order = dex_order(day_of(3, 3), days=60, frequency=(1, 1, "mo"))
+    assert findings(knowledge, order, **arm_a()) == []
+    assert only(findings(knowledge, dex_order(day_of(3, 3), days=60, frequency=(1, 1, "mo"), dose=30),
+                         **arm_a())).notes == ()
+
+
+def _without_dex(regimen, cycle: int):
+    """The regimen with no dexamethasone in the cycle definition covering `cycle` (a made-up variant)."""
+    blocks = tuple(replace(b, drugs=tuple(d for d in b.drugs if d.drug != "dexamethasone")) if b.covers(cycle)
+                   else b for b in regimen.blocks)
+    return replace(regimen, key=f"{regimen.key}-variant", blocks=blocks)
+
+
+def _with_dose(regimen, value: float):
+    """The regimen with every dexamethasone dose option set to `value` mg (a made-up variant)."""
+    def action(d):
+        return replace(d, options=tuple(replace(o, value=value) for o in d.options)) if d.drug == DEX else d
+    blocks = tuple(replace(b, drugs=tuple(action(d) for d in b.drugs)) for b in regimen.blocks)
+    return replace(regimen, key=f"{regimen.key}-{value:g}", blocks=blocks)
+
+
+DEX = "dexamethasone"
+
+
+def _with_regimens(knowledge, order: dict, regimens, birth: str | None = "1960-05-10"):
+    record = record_of("order-sign", (order,), patient_resource=patient(birth))
+    place = situation(record, knowledge, TODAY, PARIS)
+    clock = replace(place.clock, regimens=regimens)
+    facts = order_facts(record.draft_orders[0], record, knowledge, TODAY, PARIS)
+    return dex._order_findings(facts, place.enrolled, clock, record, knowledge)
+
+
+@pytest.mark.parametrize("birth", ["1960-05-10", None])
+def test_candidates_that_disagree_on_giving_dex_in_a_cycle_say_regimen_unknown(knowledge, birth):
+    """Two candidate regimens, one without dexamethasone in cycle 2 (not in the shipped knowledge): an order
+    in cycle 2 gets no arm B card either way, and no dose check ("regimen unknown", whatever the age)."""
+    icaria = next(r for r in knowledge.regimens if (r.key, r.arm) == ("ICARIA", "B"))
+    found = only(_with_regimens(knowledge, daily(day_of(2, 8), 30), (icaria, _without_dex(icaria, 2)), birth))
+    assert (found.rule, found.missing, found.cycle) == ("cannot-verify", ("dose not checked, regimen unknown",), 2)
+    assert found.notes == ("the regimens possible for this patient give different doses",)
+
+
+def test_candidates_with_the_same_days_but_different_doses_say_regimen_unknown(knowledge):
+    icaria = next(r for r in knowledge.regimens if (r.key, r.arm) == ("ICARIA", "B"))
+    found = only(_with_regimens(knowledge, dex_order(day_of(1, 8), dose=40), (icaria, _with_dose(icaria, 30))))
+    assert found.missing == ("dose not checked, regimen unknown",)
+    same = _with_regimens(knowledge, dex_order(day_of(1, 8), dose=30), (_with_dose(icaria, 30),) * 2)
+    assert same == []
+
+
+def test_candidates_that_stop_dex_in_different_cycles_have_no_stop(knowledge):
+    icaria = next(r for r in knowledge.regimens if (r.key, r.arm) == ("ICARIA", "B"))
+    found = _with_regimens(knowledge, daily(day_of(2, 22), None), (icaria, _without_dex(icaria, 2)))
+    assert [(f.rule, f.stop_cycle, f.stop_date) for f in found] == [("cannot-verify", None, None)]
