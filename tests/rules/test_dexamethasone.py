@@ -846,3 +846,96 @@ def test_candidates_that_stop_dex_in_different_cycles_have_no_stop(knowledge):
     icaria = next(r for r in knowledge.regimens if (r.key, r.arm) == ("ICARIA", "B"))
     found = _with_regimens(knowledge, daily(day_of(2, 22), None), (icaria, _without_dex(icaria, 2)))
     assert [(f.rule, f.stop_cycle, f.stop_date) for f in found] == [("cannot-verify", None, None)]
+
+
+def _with_days(regimen, days: tuple[int, ...]):
+    """The regimen with dexamethasone on `days` of every cycle that gives it (a made-up variant)."""
+    blocks = tuple(replace(b, drugs=tuple(replace(d, days=days) if d.drug == DEX else d for d in b.drugs))
+                   for b in regimen.blocks)
+    return replace(regimen, key=f"{regimen.key}-days", blocks=blocks)
+
+
+def test_candidates_with_the_same_dose_on_different_days_say_regimen_unknown(knowledge):
+    icaria = next(r for r in knowledge.regimens if (r.key, r.arm) == ("ICARIA", "B"))
+    found = only(_with_regimens(knowledge, dex_order(day_of(1, 8)), (icaria, _with_days(icaria, (1, 8)))))
+    assert (found.missing, found.expected, found.expected_days) == (("dose not checked, regimen unknown",), None, ())
+
+
+def test_single_dose_candidates_that_differ_are_regimen_unknown_even_without_an_age(knowledge):
+    """IKEMA's dose does not depend on age: two IKEMA-like candidates giving 20 and 30 mg are "regimen
+    unknown", not "age unknown", when the birth date is missing."""
+    ikema = next(r for r in knowledge.regimens if (r.key, r.arm) == ("IKEMA", "B"))
+    found = only(_with_regimens(knowledge, dex_order(day_of(1, 8), dose=20), (ikema, _with_dose(ikema, 30)),
+                                birth=None))
+    assert (found.missing, found.age) == (("dose not checked, regimen unknown",), None)
+
+
+# --- mutants of the second run: the order of orders, today and the zone in every path -----------------
+
+MED_DEX = {"resourceType": "Medication", "id": "med-dex",
+           "code": {"coding": [{"system": RXNORM, "code": "3264", "display": "dexamethasone"}]}}
+BY_REFERENCE = {"medicationReference": {"reference": "Medication/med-dex"}}
+
+
+def _undated(order: dict) -> dict:
+    """The order with no timing and no authoredOn: it starts today (2026-11-24, cycle 4 day 1)."""
+    del order["dosageInstruction"][0]["timing"]
+    del order["authoredOn"]
+    return order
+
+
+def _near_midnight(order: dict) -> dict:
+    """The order starting 2026-10-26 23:15 UTC: 2026-10-27 in Paris, cycle 3 day 1 (cycle 2 day 28 in UTC)."""
+    order["dosageInstruction"][0]["timing"]["repeat"]["boundsPeriod"] = {"start": "2026-10-26T23:15:00Z"}
+    return order
+
+
+def test_two_unreadable_studies_are_both_named(knowledge):
+    subjects = (research_subject(study="ResearchStudy/unknown-1", subject_id="subj-a"),
+                research_subject(study="ResearchStudy/unknown-2", subject_id="subj-b"))
+    found = only(findings(knowledge, dex_order(day_of(3, 1)), subjects=subjects, studies=()))
+    assert found.notes == ("the study of ResearchSubject/subj-a, ResearchSubject/subj-b could not be read: it "
+                           "may be NCT06561854",)
+    assert found.evidence == ("MedicationRequest/dex-1", "ResearchSubject/subj-a", "ResearchSubject/subj-b")
+
+
+def test_study_unreadable_reads_each_order_as_the_rules_do(knowledge):
+    """The drug by reference, the start from today, the day in the patient's zone."""
+    orders = (dex_order(order_id="by-ref", medication=BY_REFERENCE), _undated(dex_order(order_id="undated")),
+              _near_midnight(dex_order(order_id="midnight")))
+    kw = {"subjects": (research_subject(study="ResearchStudy/unknown-study"),), "studies": (),
+          "draft_extra": (MED_DEX,)}
+    found = findings(knowledge, *orders, **kw)
+    assert [f.order_ref for f in found] == ["MedicationRequest/by-ref", "MedicationRequest/undated",
+                                           "MedicationRequest/midnight"]
+    assert [f.facts.start for f in found] == [day_of(4, 1), TODAY, day_of(3, 1)]
+    assert found[0].evidence == ("MedicationRequest/by-ref", "Medication/med-dex", "ResearchSubject/subj-1")
+
+
+def test_an_undated_order_starts_today(knowledge):
+    found = only(findings(knowledge, _undated(dex_order())))
+    assert (found.rule, found.cycle, found.cycle_day, found.facts.start) == ("dex-after-cycle-2", 4, 1, TODAY)
+
+
+def test_an_order_near_midnight_is_placed_on_the_patients_day(knowledge):
+    found = only(findings(knowledge, _near_midnight(dex_order())))
+    assert (found.rule, found.cycle, found.cycle_day) == ("dex-after-cycle-2", 3, 1)
+
+
+@pytest.mark.parametrize("first", [
+    lambda: medication_request("paracetamol", day_of(3, 1), "para", status="draft"),
+    lambda: dex_order(day_of(3, 1), order_id="eye", route="eye drops"),
+    lambda: dex_order(day_of(3, 1), order_id="lost", medication={"medicationReference": {"reference": "Medication/x"}}),
+], ids=["another-drug", "local-route", "unreadable-drug"])
+def test_the_orders_after_one_without_a_card_are_checked(knowledge, first):
+    found = findings(knowledge, first(), dex_order(day_of(3, 1), order_id="late"))
+    assert [f.order_ref for f in found if f.rule == "dex-after-cycle-2"] == ["MedicationRequest/late"]
+
+
+@pytest.mark.parametrize("day", [C1D1, day_of(3, 1)])
+def test_a_clock_without_regimens_on_cycle_1_day_1_says_regimen_unknown(knowledge, day):
+    record = record_of("order-sign", (dex_order(day),))
+    place = situation(record, knowledge, TODAY, PARIS)
+    facts = order_facts(record.draft_orders[0], record, knowledge, TODAY, PARIS)
+    found = only(dex._order_findings(facts, place.enrolled, replace(place.clock, regimens=()), record, knowledge))
+    assert found.missing == ("regimen unknown",)
