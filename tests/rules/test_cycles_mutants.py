@@ -1,0 +1,87 @@
+"""The cycle clock's corners the mutation run found untested: the stratum drug's window and zone, isatuximab
+orders written every way, and how courses are split without an enrolment date (rules/cycles.py).
+
+Built like tests/rules/test_cycle_clock.py: arm B, enrolled 2026-08-20 unless told otherwise, no regimen
+CarePlan unless given, Europe/Paris.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+
+from tests.rules.scenario import C1D1, administration, care_plan, day_of, research_subject
+from tests.rules.test_cycle_clock import STANDARD, clock_of, course, isa_order, undated_subject
+
+CARFILZOMIB = administration("carfilzomib", C1D1, "cfz-1")
+BOTH = "not recorded (no regimen CarePlan, and both ICARIA and IKEMA drugs given)"
+
+
+def test_a_previous_lines_pomalidomide_does_not_tell_the_stratum(knowledge):
+    old = administration("pomalidomide", date(2026, 3, 1), "pom-old")
+    clock = clock_of(knowledge, research_subject(), old, CARFILZOMIB, *course(*STANDARD))
+    assert clock.regimen.key == "IKEMA"
+    assert clock.regimen_how == "MedicationAdministration/cfz-1 (IKEMA drug given in the study course)"
+
+
+def test_both_stratum_drugs_in_the_study_course_leave_both_regimens(knowledge):
+    pom = administration("pomalidomide", C1D1, "pom-1")
+    clock = clock_of(knowledge, research_subject(), pom, CARFILZOMIB, *course(*STANDARD))
+    assert (clock.regimen, clock.regimen_how, len(clock.regimens)) == (None, BOTH, 2)
+    alone = clock_of(knowledge, research_subject(), *course(*STANDARD))
+    assert alone.regimen_how == "not recorded (no regimen CarePlan)"
+
+
+def test_the_stratum_drug_on_the_enrolment_day_in_paris_counts(knowledge):
+    """Pomalidomide at 00:30 on the enrolment day in Paris (22:30 UTC the day before)."""
+    pom = administration("pomalidomide", "2026-08-19T22:30:00Z", "pom-1")
+    clock = clock_of(knowledge, research_subject(), pom, *course(*STANDARD))
+    assert clock.regimen.key == "ICARIA"
+
+
+@pytest.mark.parametrize(("when", "c1d1"), [
+    ({"boundsPeriod": {"start": "2026-08-31T22:30:00Z"}}, C1D1),  # 00:30 on 1 September in Paris
+    (None, C1D1),
+])
+def test_an_isatuximab_order_gives_cycle_1_day_1_in_the_patients_day(knowledge, when, c1d1):
+    order = isa_order(C1D1, authoredOn="2026-08-31T22:30:00Z")
+    if when is None:
+        del order["dosageInstruction"]
+    else:
+        order["dosageInstruction"] = [{"timing": {"repeat": when}}]
+    assert clock_of(knowledge, research_subject(), order).c1d1 == c1d1
+
+
+@pytest.mark.parametrize("dosage", [
+    {"text": "per protocol"},  # no timing
+    {"timing": {"code": {"text": "weekly"}}},  # a timing without repeat
+    {"timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "wk"}}},  # a repeat without bounds
+], ids=["no-timing", "no-repeat", "no-bounds"])
+def test_an_isatuximab_order_without_bounds_starts_on_its_order_date(knowledge, dosage):
+    order = isa_order(C1D1, authoredOn=C1D1.isoformat())
+    order["dosageInstruction"] = [dosage]
+    assert clock_of(knowledge, research_subject(), order).c1d1 == C1D1
+
+
+def test_isatuximab_exactly_a_cycle_apart_is_one_course(knowledge):
+    """Without an enrolment date a course ends after more than a cycle (28 days) without isatuximab."""
+    clock = clock_of(knowledge, undated_subject(), care_plan(start=None),
+                     *course((1, 1), (2, 1)), administration("pomalidomide", C1D1, "pom-1"))
+    assert (clock.c1d1, clock.problems) == (C1D1, ())
+    apart = clock_of(knowledge, undated_subject(), *course((1, 1)), *course((2, 2)))
+    assert apart.c1d1 is None and "a pause in the study course" in apart.problems[0]
+
+
+def test_a_single_study_infusion_after_a_previous_line(knowledge):
+    old = (administration("isatuximab", date(2025, 1, 1), "isa-old-1"),
+           administration("isatuximab", date(2025, 1, 8), "isa-old-2"))
+    clock = clock_of(knowledge, undated_subject(), *old, *course((1, 1)))
+    assert clock.c1d1 == C1D1 and any("previous line" in d for d in clock.doubts)
+
+
+def test_a_single_previous_infusion_before_the_study_course(knowledge):
+    old = administration("isatuximab", date(2025, 1, 1), "isa-old-1")
+    clock = clock_of(knowledge, undated_subject(), old, *course(*STANDARD))
+    assert clock.c1d1 == C1D1 and any("2025-01-01 to 2025-01-01" in d for d in clock.doubts)
+    assert clock.position(day_of(3, 1) + timedelta(days=1)) == (3, 2)
