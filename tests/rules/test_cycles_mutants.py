@@ -85,3 +85,19 @@ def test_a_single_previous_infusion_before_the_study_course(knowledge):
     clock = clock_of(knowledge, undated_subject(), old, *course(*STANDARD))
     assert clock.c1d1 == C1D1 and any("2025-01-01 to 2025-01-01" in d for d in clock.doubts)
     assert clock.position(day_of(3, 1) + timedelta(days=1)) == (3, 2)
+
+
+def test_without_an_enrolment_date_the_course_is_known_until_a_cycle_and_the_slack_after_its_last(knowledge):
+    clock = clock_of(knowledge, undated_subject(), *course(*STANDARD))
+    last = day_of(3, 1) + timedelta(days=28 + 2)  # the last isatuximab is cycle 3 day 1
+    assert clock.stale_after == last
+    assert clock.position(last) == (4, 3)
+    assert clock.position(last + timedelta(days=1)) is None
+    assert "may not be in the study course" in clock.unclear(last + timedelta(days=1))
+
+
+def test_an_infusion_given_as_a_period_is_dated_in_the_patients_zone(knowledge):
+    given = administration("isatuximab", C1D1, "isa-period")
+    del given["effectiveDateTime"]
+    given["effectivePeriod"] = {"start": "2026-08-31T22:30:00Z", "end": "2026-09-01T02:30:00Z"}
+    assert clock_of(knowledge, research_subject(), given).c1d1 == C1D1
