@@ -101,3 +101,53 @@ def test_an_infusion_given_as_a_period_is_dated_in_the_patients_zone(knowledge):
     del given["effectiveDateTime"]
     given["effectivePeriod"] = {"start": "2026-08-31T22:30:00Z", "end": "2026-09-01T02:30:00Z"}
     assert clock_of(knowledge, research_subject(), given).c1d1 == C1D1
+
+
+def _med(med_id: str, drug: str) -> dict:
+    return {"resourceType": "Medication", "id": med_id, "code": {"text": drug}}
+
+
+def test_isatuximab_by_medication_reference(knowledge):
+    given = administration("isatuximab", C1D1, "isa-ref")
+    del given["medicationCodeableConcept"]
+    given["medicationReference"] = {"reference": "Medication/med-isa"}
+    assert clock_of(knowledge, research_subject(), _med("med-isa", "isatuximab"), given).c1d1 == C1D1
+    order = isa_order(C1D1)
+    del order["medicationCodeableConcept"]
+    order["medicationReference"] = {"reference": "Medication/med-isa"}
+    assert clock_of(knowledge, research_subject(), _med("med-isa", "isatuximab"), order).c1d1 == C1D1
+
+
+def test_an_isatuximab_order_after_a_do_not_perform_one_counts(knowledge):
+    never = isa_order(C1D1 - timedelta(days=5), "isa-never", doNotPerform=True)
+    clock = clock_of(knowledge, research_subject(), never, isa_order(C1D1))
+    assert clock.c1d1 == C1D1
+
+
+def test_the_regimen_plan_after_a_revoked_one_or_another_canonical_counts(knowledge):
+    revoked = care_plan("ikema-arm-b", plan_id="cp-0", status="revoked")
+    assert clock_of(knowledge, research_subject(), revoked, care_plan()).regimen.key == "ICARIA"
+    plan = care_plan()
+    plan["instantiatesCanonical"].insert(0, "https://elsewhere.example.org/PlanDefinition/other")
+    clock = clock_of(knowledge, research_subject(), plan)
+    assert (clock.regimen.key, clock.c1d1) == ("ICARIA", C1D1)
+
+
+def test_the_plans_start_is_the_patients_day(knowledge):
+    plan = care_plan(start=None)
+    plan["period"] = {"start": "2026-08-31T22:30:00Z"}
+    assert clock_of(knowledge, research_subject(), plan).c1d1 == C1D1
+
+
+@pytest.mark.parametrize(("before", "c1d1"), [(2, date(2026, 8, 18)), (3, None)])
+def test_a_plan_starting_the_slack_before_enrolment_is_still_the_course(knowledge, before, c1d1):
+    plan = care_plan(start=date(2026, 8, 20) - timedelta(days=before))
+    assert clock_of(knowledge, research_subject(), plan).c1d1 == c1d1
+
+
+def test_the_reason_a_date_has_no_cycle_names_its_calendar_cycle_and_day(knowledge):
+    given = (*course((1, 1), (1, 8), (1, 15), (1, 22), (2, 1), (2, 15)),
+             administration("isatuximab", day_of(3, 1) + timedelta(days=7), "isa-c3-late"))
+    clock = clock_of(knowledge, research_subject(), care_plan(), *given)
+    assert clock.unclear(day_of(3, 5)).startswith(f"{day_of(3, 5).isoformat()} is cycle 3 day 5 by the calendar "
+                                                  "from cycle 1 day 1 (2026-09-01), but cycle 2 day 33")
