@@ -151,3 +151,48 @@ def test_the_reason_a_date_has_no_cycle_names_its_calendar_cycle_and_day(knowled
     clock = clock_of(knowledge, research_subject(), care_plan(), *given)
     assert clock.unclear(day_of(3, 5)).startswith(f"{day_of(3, 5).isoformat()} is cycle 3 day 5 by the calendar "
                                                   "from cycle 1 day 1 (2026-09-01), but cycle 2 day 33")
+
+
+ISA = "MedicationAdministration/isa-260901-1-1-late0"  # tests/rules/test_cycle_clock.py's isa(1, 1)
+
+
+@pytest.mark.parametrize(("resources", "how", "doubt"), [
+    ((care_plan(),), "CarePlan/cp-1 period.start", None),
+    ((care_plan(), *course((1, 1))), "CarePlan/cp-1 period.start", None),
+    ((care_plan(start=C1D1 + timedelta(days=3)), *course((1, 1))), f"the first isatuximab given: {ISA}",
+     f"CarePlan/cp-1 starts on 2026-09-04, 3 days after isatuximab was first given (2026-09-01, {ISA})"),
+    ((care_plan(start=C1D1 - timedelta(days=7)), *course(*STANDARD)), f"the first isatuximab given: {ISA}",
+     f"CarePlan/cp-1 starts on 2026-08-25, but isatuximab was first given 7 days later (2026-09-01, {ISA})"),
+    ((care_plan(), *course((1, 8), (1, 15), (1, 22), (2, 1), (2, 15))), "CarePlan/cp-1 period.start",
+     "no isatuximab is recorded on cycle 1 day 1"),
+    (course((1, 1)), f"the first isatuximab administration on or after enrolment (2026-08-20): {ISA}", None),
+    ((care_plan(start=date(2026, 6, 1)), *course((1, 1))),
+     f"the first isatuximab administration on or after enrolment (2026-08-20): {ISA}",
+     "CarePlan/cp-1 starts on 2026-06-01, before the enrolment on 2026-08-20: it is not taken for cycle 1 day 1"),
+])
+def test_where_cycle_1_day_1_comes_from(knowledge, resources, how, doubt):
+    clock = clock_of(knowledge, research_subject(), *resources)
+    assert (clock.c1d1, clock.c1d1_how) == (C1D1, how)
+    if doubt is None:
+        assert clock.doubts == ()
+    else:
+        assert any(d.startswith(doubt) for d in clock.doubts), clock.doubts
+
+
+def test_cycle_1_day_1_without_an_enrolment_date_says_so(knowledge):
+    clock = clock_of(knowledge, undated_subject(), *course((1, 1)))
+    assert clock.c1d1_how == f"the first isatuximab administration: {ISA}"
+
+
+def test_a_plan_before_enrolment_and_an_isatuximab_order(knowledge):
+    clock = clock_of(knowledge, research_subject(), care_plan(start=date(2026, 6, 1)), isa_order(C1D1))
+    assert (clock.c1d1, clock.c1d1_how) == (
+        C1D1, "the first isatuximab order on or after enrolment (2026-08-20): MedicationRequest/isa-order")
+
+
+def test_how_the_regimen_was_told_from_care_plans(knowledge):
+    two = clock_of(knowledge, research_subject(), care_plan(), care_plan(plan_id="cp-2"))
+    assert two.regimen_how == "CarePlan/cp-1, CarePlan/cp-2 instantiates the ICARIA regimen"
+    both = clock_of(knowledge, research_subject(), care_plan(), care_plan("ikema-arm-b", plan_id="cp-2"))
+    assert (both.regimens, both.regimen_how, both.c1d1) == ((), "contradictory CarePlans", None)
+    assert "CarePlans name more than one regimen (ICARIA, IKEMA)" in both.problems
