@@ -1,0 +1,198 @@
+"""The cycle clock's corners the mutation run found untested: the stratum drug's window and zone, isatuximab
+orders written every way, and how courses are split without an enrolment date (rules/cycles.py).
+
+Built like tests/rules/test_cycle_clock.py: arm B, enrolled 2026-08-20 unless told otherwise, no regimen
+CarePlan unless given, Europe/Paris.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+
+from tests.rules.scenario import C1D1, administration, care_plan, day_of, research_subject
+from tests.rules.test_cycle_clock import STANDARD, clock_of, course, isa_order, undated_subject
+
+CARFILZOMIB = administration("carfilzomib", C1D1, "cfz-1")
+BOTH = "not recorded (no regimen CarePlan, and both ICARIA and IKEMA drugs given)"
+
+
+def test_a_previous_lines_pomalidomide_does_not_tell_the_stratum(knowledge):
+    old = administration("pomalidomide", date(2026, 3, 1), "pom-old")
+    clock = clock_of(knowledge, research_subject(), old, CARFILZOMIB, *course(*STANDARD))
+    assert clock.regimen.key == "IKEMA"
+    assert clock.regimen_how == "MedicationAdministration/cfz-1 (IKEMA drug given in the study course)"
+
+
+def test_both_stratum_drugs_in_the_study_course_leave_both_regimens(knowledge):
+    pom = administration("pomalidomide", C1D1, "pom-1")
+    clock = clock_of(knowledge, research_subject(), pom, CARFILZOMIB, *course(*STANDARD))
+    assert (clock.regimen, clock.regimen_how, len(clock.regimens)) == (None, BOTH, 2)
+    alone = clock_of(knowledge, research_subject(), *course(*STANDARD))
+    assert alone.regimen_how == "not recorded (no regimen CarePlan)"
+
+
+def test_the_stratum_drug_on_the_enrolment_day_in_paris_counts(knowledge):
+    """Pomalidomide at 00:30 on the enrolment day in Paris (22:30 UTC the day before)."""
+    pom = administration("pomalidomide", "2026-08-19T22:30:00Z", "pom-1")
+    clock = clock_of(knowledge, research_subject(), pom, *course(*STANDARD))
+    assert clock.regimen.key == "ICARIA"
+
+
+@pytest.mark.parametrize(("when", "c1d1"), [
+    ({"boundsPeriod": {"start": "2026-08-31T22:30:00Z"}}, C1D1),  # 00:30 on 1 September in Paris
+    (None, C1D1),
+])
+def test_an_isatuximab_order_gives_cycle_1_day_1_in_the_patients_day(knowledge, when, c1d1):
+    order = isa_order(C1D1, authoredOn="2026-08-31T22:30:00Z")
+    if when is None:
+        del order["dosageInstruction"]
+    else:
+        order["dosageInstruction"] = [{"timing": {"repeat": when}}]
+    assert clock_of(knowledge, research_subject(), order).c1d1 == c1d1
+
+
+@pytest.mark.parametrize("dosage", [
+    {"text": "per protocol"},  # no timing
+    {"timing": {"code": {"text": "weekly"}}},  # a timing without repeat
+    {"timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "wk"}}},  # a repeat without bounds
+], ids=["no-timing", "no-repeat", "no-bounds"])
+def test_an_isatuximab_order_without_bounds_starts_on_its_order_date(knowledge, dosage):
+    order = isa_order(C1D1, authoredOn=C1D1.isoformat())
+    order["dosageInstruction"] = [dosage]
+    assert clock_of(knowledge, research_subject(), order).c1d1 == C1D1
+
+
+def test_isatuximab_exactly_a_cycle_apart_is_one_course(knowledge):
+    """Without an enrolment date a course ends after more than a cycle (28 days) without isatuximab."""
+    clock = clock_of(knowledge, undated_subject(), care_plan(start=None),
+                     *course((1, 1), (2, 1)), administration("pomalidomide", C1D1, "pom-1"))
+    assert (clock.c1d1, clock.problems) == (C1D1, ())
+    apart = clock_of(knowledge, undated_subject(), *course((1, 1)), *course((2, 2)))
+    assert apart.c1d1 is None and "a pause in the study course" in apart.problems[0]
+
+
+def test_a_single_study_infusion_after_a_previous_line(knowledge):
+    old = (administration("isatuximab", date(2025, 1, 1), "isa-old-1"),
+           administration("isatuximab", date(2025, 1, 8), "isa-old-2"))
+    clock = clock_of(knowledge, undated_subject(), *old, *course((1, 1)))
+    assert clock.c1d1 == C1D1 and any("previous line" in d for d in clock.doubts)
+
+
+def test_a_single_previous_infusion_before_the_study_course(knowledge):
+    old = administration("isatuximab", date(2025, 1, 1), "isa-old-1")
+    clock = clock_of(knowledge, undated_subject(), old, *course(*STANDARD))
+    assert clock.c1d1 == C1D1 and any("2025-01-01 to 2025-01-01" in d for d in clock.doubts)
+    assert clock.position(day_of(3, 1) + timedelta(days=1)) == (3, 2)
+
+
+def test_without_an_enrolment_date_the_course_is_known_until_a_cycle_and_the_slack_after_its_last(knowledge):
+    clock = clock_of(knowledge, undated_subject(), *course(*STANDARD))
+    last = day_of(3, 1) + timedelta(days=28 + 2)  # the last isatuximab is cycle 3 day 1
+    assert clock.stale_after == last
+    assert clock.position(last) == (4, 3)
+    assert clock.position(last + timedelta(days=1)) is None
+    assert "may not be in the study course" in clock.unclear(last + timedelta(days=1))
+
+
+def test_an_infusion_given_as_a_period_is_dated_in_the_patients_zone(knowledge):
+    given = administration("isatuximab", C1D1, "isa-period")
+    del given["effectiveDateTime"]
+    given["effectivePeriod"] = {"start": "2026-08-31T22:30:00Z", "end": "2026-09-01T02:30:00Z"}
+    assert clock_of(knowledge, research_subject(), given).c1d1 == C1D1
+
+
+def _med(med_id: str, drug: str) -> dict:
+    return {"resourceType": "Medication", "id": med_id, "code": {"text": drug}}
+
+
+def test_isatuximab_by_medication_reference(knowledge):
+    given = administration("isatuximab", C1D1, "isa-ref")
+    del given["medicationCodeableConcept"]
+    given["medicationReference"] = {"reference": "Medication/med-isa"}
+    assert clock_of(knowledge, research_subject(), _med("med-isa", "isatuximab"), given).c1d1 == C1D1
+    order = isa_order(C1D1)
+    del order["medicationCodeableConcept"]
+    order["medicationReference"] = {"reference": "Medication/med-isa"}
+    assert clock_of(knowledge, research_subject(), _med("med-isa", "isatuximab"), order).c1d1 == C1D1
+
+
+def test_an_isatuximab_order_after_a_do_not_perform_one_counts(knowledge):
+    never = isa_order(C1D1 - timedelta(days=5), "isa-never", doNotPerform=True)
+    clock = clock_of(knowledge, research_subject(), never, isa_order(C1D1))
+    assert clock.c1d1 == C1D1
+
+
+def test_the_regimen_plan_after_a_revoked_one_or_another_canonical_counts(knowledge):
+    revoked = care_plan("ikema-arm-b", plan_id="cp-0", status="revoked")
+    assert clock_of(knowledge, research_subject(), revoked, care_plan()).regimen.key == "ICARIA"
+    plan = care_plan()
+    plan["instantiatesCanonical"].insert(0, "https://elsewhere.example.org/PlanDefinition/other")
+    clock = clock_of(knowledge, research_subject(), plan)
+    assert (clock.regimen.key, clock.c1d1) == ("ICARIA", C1D1)
+
+
+def test_the_plans_start_is_the_patients_day(knowledge):
+    plan = care_plan(start=None)
+    plan["period"] = {"start": "2026-08-31T22:30:00Z"}
+    assert clock_of(knowledge, research_subject(), plan).c1d1 == C1D1
+
+
+@pytest.mark.parametrize(("before", "c1d1"), [(2, date(2026, 8, 18)), (3, None)])
+def test_a_plan_starting_the_slack_before_enrolment_is_still_the_course(knowledge, before, c1d1):
+    plan = care_plan(start=date(2026, 8, 20) - timedelta(days=before))
+    assert clock_of(knowledge, research_subject(), plan).c1d1 == c1d1
+
+
+def test_the_reason_a_date_has_no_cycle_names_its_calendar_cycle_and_day(knowledge):
+    given = (*course((1, 1), (1, 8), (1, 15), (1, 22), (2, 1), (2, 15)),
+             administration("isatuximab", day_of(3, 1) + timedelta(days=7), "isa-c3-late"))
+    clock = clock_of(knowledge, research_subject(), care_plan(), *given)
+    assert clock.unclear(day_of(3, 5)).startswith(f"{day_of(3, 5).isoformat()} is cycle 3 day 5 by the calendar "
+                                                  "from cycle 1 day 1 (2026-09-01), but cycle 2 day 33")
+
+
+ISA = "MedicationAdministration/isa-260901-1-1-late0"  # tests/rules/test_cycle_clock.py's isa(1, 1)
+
+
+@pytest.mark.parametrize(("resources", "how", "doubt"), [
+    ((care_plan(),), "CarePlan/cp-1 period.start", None),
+    ((care_plan(), *course((1, 1))), "CarePlan/cp-1 period.start", None),
+    ((care_plan(start=C1D1 + timedelta(days=3)), *course((1, 1))), f"the first isatuximab given: {ISA}",
+     f"CarePlan/cp-1 starts on 2026-09-04, 3 days after isatuximab was first given (2026-09-01, {ISA})"),
+    ((care_plan(start=C1D1 - timedelta(days=7)), *course(*STANDARD)), f"the first isatuximab given: {ISA}",
+     f"CarePlan/cp-1 starts on 2026-08-25, but isatuximab was first given 7 days later (2026-09-01, {ISA})"),
+    ((care_plan(), *course((1, 8), (1, 15), (1, 22), (2, 1), (2, 15))), "CarePlan/cp-1 period.start",
+     "no isatuximab is recorded on cycle 1 day 1"),
+    (course((1, 1)), f"the first isatuximab administration on or after enrolment (2026-08-20): {ISA}", None),
+    ((care_plan(start=date(2026, 6, 1)), *course((1, 1))),
+     f"the first isatuximab administration on or after enrolment (2026-08-20): {ISA}",
+     "CarePlan/cp-1 starts on 2026-06-01, before the enrolment on 2026-08-20: it is not taken for cycle 1 day 1"),
+])
+def test_where_cycle_1_day_1_comes_from(knowledge, resources, how, doubt):
+    clock = clock_of(knowledge, research_subject(), *resources)
+    assert (clock.c1d1, clock.c1d1_how) == (C1D1, how)
+    if doubt is None:
+        assert clock.doubts == ()
+    else:
+        assert any(d.startswith(doubt) for d in clock.doubts), clock.doubts
+
+
+def test_cycle_1_day_1_without_an_enrolment_date_says_so(knowledge):
+    clock = clock_of(knowledge, undated_subject(), *course((1, 1)))
+    assert clock.c1d1_how == f"the first isatuximab administration: {ISA}"
+
+
+def test_a_plan_before_enrolment_and_an_isatuximab_order(knowledge):
+    clock = clock_of(knowledge, research_subject(), care_plan(start=date(2026, 6, 1)), isa_order(C1D1))
+    assert (clock.c1d1, clock.c1d1_how) == (
+        C1D1, "the first isatuximab order on or after enrolment (2026-08-20): MedicationRequest/isa-order")
+
+
+def test_how_the_regimen_was_told_from_care_plans(knowledge):
+    two = clock_of(knowledge, research_subject(), care_plan(), care_plan(plan_id="cp-2"))
+    assert two.regimen_how == "CarePlan/cp-1, CarePlan/cp-2 instantiates the ICARIA regimen"
+    both = clock_of(knowledge, research_subject(), care_plan(), care_plan("ikema-arm-b", plan_id="cp-2"))
+    assert (both.regimens, both.regimen_how, both.c1d1) == ((), "contradictory CarePlans", None)
+    assert "CarePlans name more than one regimen (ICARIA, IKEMA)" in both.problems
