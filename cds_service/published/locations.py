@@ -53,7 +53,9 @@ def served_page_url(knowledge: Knowledge, url: str, base_url: str) -> str:
     the served FHIR JSON; any other URL unchanged."""
     found = _artifact(knowledge, url)
     if found is None:
-        return url
+        # A site's adaptation is not served as a page of its own: the protocol's regimens page, never
+        # the site's canonical host (which nobody may run).
+        return regimens_url(base_url) if knowledge.regimen_for_canonical(url) is not None else url
     if found is _artifact(knowledge, knowledge.study.protocol_url):
         return regimens_url(base_url)
     if knowledge.regimen_for_canonical(url) is not None:

@@ -389,3 +389,10 @@ def test_the_site_settings_parse():
                               "CDS_DEFAULT_SITE": "b", "CDS_SITE_ARTIFACTS": str(EXAMPLE)})
     assert config.site_fhir_servers == (("a", "https://ehr.a.example/fhir"), ("b", "https://ehr.b.example"))
     assert (config.default_site, config.site_artifacts) == ("b", EXAMPLE)
+
+
+def test_a_site_regimen_link_opens_on_the_service(sited):
+    (card,) = at(sited, "example-site", call(orders=(dex_order(day_of(2, 1), dose=40),)))
+    urls = [link["url"] for link in card.get("links", [])]
+    assert urls and not any(u.startswith(SITE_BASE) for u in urls), urls
+    assert any(u.endswith("/regimens") for u in urls), urls
