@@ -132,15 +132,20 @@ def publish(knowledge: Knowledge, out: Path, max_entries: int = 0) -> dict[str, 
         for number, part in enumerate(bundles, start=1):
             bundle = out / f"bundle-{number}.json"
             bundle.write_bytes(_dump(part))
-    files = npm_files(knowledge, shipped)
+    tgz = _write_package(out, npm_files(knowledge, shipped))
+    return {"bundle": bundle, "package": out / "package", "tgz": tgz}
+
+
+def _write_package(folder: Path, files: dict[str, bytes]) -> Path:
+    """A FHIR NPM package's files under `folder` and its .tgz beside them; the .tgz's path."""
     for name, data in files.items():
-        path = out / name
+        path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
     manifest = json.loads(files["package/package.json"])
-    tgz = out / f"{manifest['name']}-{manifest['version']}.tgz"
+    tgz = folder / f"{manifest['name']}-{manifest['version']}.tgz"
     write_tgz(files, tgz)
-    return {"bundle": bundle, "package": out / "package", "tgz": tgz}
+    return tgz
 
 
 # --- a site's adaptations (knowledge/sites.py): a Bundle and a package of the site's own -------------
@@ -194,11 +199,5 @@ def publish_site(knowledge: Knowledge, site: str, out: Path) -> dict[str, Path]:
                for r in knowledge.sites.artifacts_of(site)]
     bundle = folder / "bundle.json"
     bundle.write_bytes(_dump({"resourceType": "Bundle", "type": "transaction", "entry": entries}))
-    for name, data in files.items():
-        path = folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    manifest = json.loads(files["package/package.json"])
-    tgz = folder / f"{manifest['name']}-{manifest['version']}.tgz"
-    write_tgz(files, tgz)
+    tgz = _write_package(folder, files)
     return {f"{site} bundle": bundle, f"{site} package": folder / "package", f"{site} tgz": tgz}
