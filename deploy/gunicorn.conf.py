@@ -6,6 +6,7 @@ folder is made for this master and removed at its exit. `on_starting` empties it
 dead worker's files into an archive (cds_service/ops/metrics.py says why and which pitfalls it bounds).
 """
 
+import gc
 import os
 import shutil
 import tempfile
@@ -70,6 +71,14 @@ logconfig_dict = {
 forwarded_allow_ips = "127.0.0.1,::1"
 
 
+def pre_fork(server, worker):
+    """In the master, which has loaded the app (preload): what it holds now (the knowledge, the FHIR models)
+    lives as long as the workers, so it goes to the collector's permanent generation. A worker's full
+    collection then never walks those ~180,000 objects (tens of milliseconds in a request's tail), and
+    the pages they sit on stay shared with the master instead of being copied by the collector's writes."""
+    gc.freeze()
+
+
 def on_starting(server):
     """Before the workers start: an empty metrics folder (files of an earlier run would add up)."""
     _metrics.prepare_directory(_metrics_dir)
@@ -84,3 +93,4 @@ def on_exit(server):
     """The temporary metrics folder made for this master goes with it (a configured one stays)."""
     if _metrics.temporary_dir == _metrics_dir:
         shutil.rmtree(_metrics_dir, ignore_errors=True)
+
