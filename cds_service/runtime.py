@@ -96,11 +96,13 @@ class Runtime:
         }})
 
     def call(self, service_id: str, body: Any, log_fields: dict[str, Any],
-             caller: Caller = ANONYMOUS, *, base_url: str | None = None) -> dict[str, Any]:
+             caller: Caller = ANONYMOUS, *,
+             base_url: str | Callable[[], str] | None = None) -> dict[str, Any]:
         """Answer one hook call: the CDS response body, or a CdsError.
 
         `base_url` is the service's public base URL for this call (the routes pass CDS_BASE_URL or the URL
-        called); the cards' links to published artifacts are made to point under it.
+        called, as a function called only when the record is evaluated); the cards' links to published artifacts
+        are made to point under it.
         """
         service = self.registry.get(service_id)
         request = parse_hook_request(body, service.hook, service.id)
@@ -130,7 +132,8 @@ class Runtime:
         log_fields.update(fhirRequests=record.fhir_requests, fhirCacheHits=record.fhir_cache_hits)
         started = time.perf_counter()
         call = ServiceCall(request=request, record=record, knowledge=knowledge, today=self.today(),
-                           config=self.config, base_url=self.public_base(base_url))
+                           config=self.config,
+                           base_url=self.public_base(base_url() if callable(base_url) else base_url))
         response = cds_response(served_links(service.evaluate(call), knowledge, call.base_url))
         log_fields["evaluateMs"] = round((time.perf_counter() - started) * 1000, 1)
         log_fields["cards"] = len(response["cards"])
