@@ -101,8 +101,8 @@ class Runtime:
         """Answer one hook call: the CDS response body, or a CdsError.
 
         `base_url` is the service's public base URL for this call (the routes pass CDS_BASE_URL or the URL
-        called, as a function called only when the record is evaluated); the cards' links to published artifacts
-        are made to point under it.
+        called, as a function called only when the record is evaluated); the cards' links to published
+        artifacts are made to point under it.
         """
         service = self.registry.get(service_id)
         request = parse_hook_request(body, service.hook, service.id)
