@@ -175,19 +175,34 @@ def cds_response(cards: Iterable[Mapping[str, Any]],
     return body
 
 
+# JSON leaves as json.loads and the card builders make them: returned as they are, without the ABC checks
+# (a card's suggestion carries a whole MedicationRequest: pruning it was half the cost of building a card).
+_LEAVES = frozenset({str, int, float, bool})
+
+
 def prune(value: Any) -> Any:
     """Drop null, empty-string, empty-array and empty-object values, recursively (the spec forbids them)."""
-    if isinstance(value, Mapping):
+    kind = type(value)
+    if kind in _LEAVES:
+        return value
+    if kind is dict or isinstance(value, Mapping):
         out = {}
         for key, item in value.items():
-            kept = prune(item)
+            kept = item if type(item) in _LEAVES else prune(item)
             if not _empty(kept):
                 out[key] = kept
         return out
-    if isinstance(value, list | tuple):
+    if kind is list or isinstance(value, list | tuple):
         return [item for item in (prune(i) for i in value) if not _empty(item)]
     return value
 
 
 def _empty(value: Any) -> bool:
-    return value is None or (isinstance(value, str | list | dict) and len(value) == 0)
+    if value is None:
+        return True
+    if type(value) in _SIZED:
+        return not value
+    return isinstance(value, str | list | dict) and len(value) == 0
+
+
+_SIZED = frozenset({str, list, dict})
