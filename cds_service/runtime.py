@@ -118,7 +118,8 @@ class Runtime:
         log_fields.update(site=chosen.site, siteFrom=chosen.how)
         self.fhir.check_server(request.fhir_server)
         record = draft_record(request, self.parse_cache.parse)
-        why_none = service.no_card_because(request, record, knowledge) if service.no_card_because else None
+        why_none = (service.no_card_because(request, record, knowledge, self.parse_cache.parse)
+                    if service.no_card_because else None)
         if why_none is not None:
             log_fields["noCardBecause"] = why_none
             log_fields["evaluateMs"] = round((time.perf_counter() - started) * 1000, 1)

@@ -153,6 +153,18 @@ def prefetched_none(request: HookRequest, part: str) -> bool:
     return all(safe.resource_type(raw) != expected for raw in resources)
 
 
+def add_prefetched(record: PatientRecord, request: HookRequest, part: str, keep: Keep | None = None,
+                   parse: Parse = parse_resource) -> bool:
+    """File a part into the record when the prefetch holds the whole of it (usable, unpaged); False, and
+    the record untouched, when it does not."""
+    value = request.prefetch.get(part)
+    gap, resources = read_prefetch(value)
+    if part not in TEMPLATES or gap is not None or safe.next_link(value) is not None:
+        return False
+    add_part(record, part, resources, keep, parse)
+    return True
+
+
 def assemble_record(request: HookRequest, needs: Iterable[str], *,
                     wants: Iterable[str] | Mapping[str, str] | None = None,
                     fhir: FhirGateway | None = None, keep: Keep | None = None,

@@ -6,7 +6,8 @@ from typing import Any
 
 from cds_service.cards.dexamethasone import order_cards
 from cds_service.fhir import raw as safe
-from cds_service.fhir.assemble import prefetched_none
+from cds_service.fhir.assemble import Parse, prefetched_none
+from cds_service.fhir.parse import parse_resource
 from cds_service.fhir.prefetch import templates
 from cds_service.fhir.record import PatientRecord
 from cds_service.hooks.registry import ServiceDefinition
@@ -42,7 +43,8 @@ def _selections(request: HookRequest) -> tuple[str, ...]:
     return request.selections if request.hook == "order-select" else ()
 
 
-def no_card_because(request: HookRequest, drafts: PatientRecord, knowledge: Knowledge) -> str | None:
+def no_card_because(request: HookRequest, drafts: PatientRecord, knowledge: Knowledge,
+                    parse: Parse = parse_resource) -> str | None:
     """Why no card can come, before the history is read: no draft could be dexamethasone, or the prefetch
     holds the patient's enrolments and there are none (a patient in no study, as most are).
 
