@@ -123,20 +123,22 @@ def json_depth(value: Any, limit: int | None = None) -> int:
 # objects count alike, so both map to one pair.
 _ONE_PAIR = bytes.maketrans(b"[]", b"{}")
 _UNNEEDED = bytes(b for b in range(256) if b not in b'[]{}"')
+# A backslash and the character it escapes, left to right as the decoder reads them (`\\`, `\"`, `\u`…).
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
 
 
 def json_text_depth(data: bytes, limit: int | None = None) -> int:
     """`json_depth` of the value a valid JSON text encodes, read off the text with bytes operations: a
     hook body is decoded once in C, and walking its objects again in Python costs as much again.
 
-    Escaped backslashes, then escaped quotes, are dropped (left to right, as the decoder pairs them);
+    Escapes are dropped (a backslash and the character after it, left to right, as the decoder reads them);
     only brackets and quotes are kept; what lies between two quotes is a string and goes; each round then
     removes the innermost pairs, one level (tests/test_limits.py compares it with `json_depth`). Texts
     that are not UTF-8 (the decoder also reads UTF-16 and UTF-32, whose ASCII bytes come with NULs) are
     decoded and walked."""
     if b"\x00" in data[:4]:
         return json_depth(json.loads(data), limit)
-    text = data.replace(b"\\\\", b"").replace(b'\\"', b"") if b"\\" in data else data
+    text = _ESCAPE.sub(b"", data) if b"\\" in data else data
     marks = text.translate(_ONE_PAIR, _UNNEEDED)
     # A string without brackets is left as two adjacent quotes; with one left over, some string holds a
     # bracket (its opening quote is never followed by another), and strings are cut out one by one.
