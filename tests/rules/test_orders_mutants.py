@@ -326,3 +326,28 @@ def test_an_order_without_any_dosage_is_one_dose_on_its_order_date(knowledge):
     found = facts(raw, knowledge)
     assert (found.start, found.days, found.end, found.open_ended) == (date(2026, 11, 20), (date(2026, 11, 20),),
                                                                       None, False)
+
+
+@pytest.mark.parametrize(("second", "open_ended", "end_unknown"), [
+    ({"repeat": {"boundsPeriod": {"start": "2026-11-02"}, "frequency": 1, "period": 1, "periodUnit": "wk"}},
+     True, False),
+    ({"code": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-GTSAbbreviation", "code": "WK"}]}},
+     True, False),
+    ({"repeat": {"boundsPeriod": {"start": "2026-11-02"}, **DAILY}}, True, False),
+    ({"repeat": {"count": 4}}, False, True),  # four doses, spacing not said
+], ids=["weekly-no-end", "coded-weekly", "daily-no-end", "count-without-spacing"])
+def test_a_dosage_that_nothing_ends_is_not_ended_by_another_dosage(knowledge, second, open_ended, end_unknown):
+    """A loading dose (an event), then a dosage with no end: the order has no end (issue 14's mutation run
+    found the loading dose's day taken for the order's last day)."""
+    raw = dex_order(MONDAY)
+    raw["dosageInstruction"] = [_dosage({"event": ["2026-11-02"]}), _dosage(second)]
+    found = facts(raw, knowledge)
+    assert (found.days, found.end, found.end_how) == (None, None, None)
+    assert (found.open_ended, found.end_unknown) == (open_ended, end_unknown)
+
+
+def test_the_supply_dispensed_still_ends_a_dosage_that_nothing_else_ends(knowledge):
+    raw = _weekly({"quantity": _quantity(160, "mg", "mg")})
+    raw["dosageInstruction"].insert(0, _dosage({"event": ["2026-11-02"]}))
+    found = facts(raw, knowledge)
+    assert (found.end, found.end_how, found.open_ended) == (FOUR_WEEKS, "the quantity dispensed (4 doses)", False)
