@@ -351,3 +351,58 @@ def test_the_supply_dispensed_still_ends_a_dosage_that_nothing_else_ends(knowled
     raw["dosageInstruction"].insert(0, _dosage({"event": ["2026-11-02"]}))
     found = facts(raw, knowledge)
     assert (found.end, found.end_how, found.open_ended) == (FOUR_WEEKS, "the quantity dispensed (4 doses)", False)
+
+
+def test_the_ordered_dose_is_read_before_a_calculated_one(knowledge):
+    types = "http://terminology.hl7.org/CodeSystem/dose-rate-type"
+    raw = dex_order()
+    raw["dosageInstruction"][0]["doseAndRate"] = [
+        {"type": {"coding": [{"system": types, "code": "calculated"}]}, "doseQuantity": _quantity(20, "mg", "mg")},
+        {"type": {"coding": [{"system": types, "code": "ordered"}]}, "doseQuantity": _quantity(40, "mg", "mg")},
+    ]
+    found = facts(raw, knowledge)
+    assert (found.dose_mg, found.dose_how) == (40, "40 mg")
+
+
+def test_a_draft_without_id_is_named_as_such(knowledge):
+    raw = dex_order()
+    del raw["id"]
+    found = facts(raw, knowledge)
+    assert (found.reference, found.evidence) == ("MedicationRequest (draft without id)",
+                                                 ("MedicationRequest (draft without id)",))
+
+
+def test_the_evidence_names_a_referenced_medication_but_not_a_contained_one(knowledge):
+    assert facts(dex_order(medication=MG_20_A_TABLET), knowledge).evidence == ("MedicationRequest/dex-1",)
+    record = PatientRecord(patient_id=PATIENT_ID)
+    record.referenced["Medication/dex-med"] = parse_resource(
+        {"resourceType": "Medication", "id": "dex-med", "code": {"text": "Dexamethasone 4 mg tablet"}})
+    raw = dex_order(medication={"medicationReference": {"reference": "Medication/dex-med"}})
+    assert facts(raw, knowledge, record).evidence == ("MedicationRequest/dex-1", "Medication/dex-med")
+
+
+@pytest.mark.parametrize(("rates", "dose"), [
+    ([{"doseQuantity": _quantity(40, unit="mg")}], (40, "40 mg", None)),
+    ([{"doseQuantity": _quantity(40, code="mg")}], (40, "40 mg", None)),
+    ([{"doseQuantity": _quantity(40)}], (None, "40", "the dose unit (none) is not a mass")),
+    ([{"doseQuantity": {"unit": "mg", "code": "mg"}}], (None, None, "the dose has no value")),
+    ([{"doseQuantity": _quantity(40, "mg", "mg")}, {"doseQuantity": _quantity(20, "mg", "mg")}], (40, "40 mg", None)),
+    # An infusion rate beside the dose is not a dose range.
+    ([{"rateQuantity": _quantity(100, "mL/h", "mL/h")}, {"doseQuantity": _quantity(40, "mg", "mg")}],
+     (40, "40 mg", None)),
+    ([RANGE], (None, "a dose range", "the dose is a range, not one dose")),
+    ([], (None, "as ordered", "the order has no structured dose")),
+], ids=["unit-only", "code-only", "no-unit", "no-value", "the-first-of-two", "a-rate-then-a-dose", "range", "none"])
+def test_the_dose_as_read_and_as_written(knowledge, rates, dose):
+    raw = dex_order()
+    raw["dosageInstruction"][0]["doseAndRate"] = rates
+    found = facts(raw, knowledge)
+    assert (found.dose_mg, found.dose_how, found.dose_problem) == dose
+
+
+def test_the_route_of_an_administration_reads_its_referenced_medication(knowledge):
+    record = PatientRecord(patient_id=PATIENT_ID)
+    record.referenced["Medication/eye"] = parse_resource(
+        {"resourceType": "Medication", "id": "eye", "code": {"text": "Dexamethasone 0.1% eye drops"}})
+    given = _administration(medicationReference={"reference": "Medication/eye"})
+    assert route_of(given, record, knowledge)[0] == "local"
