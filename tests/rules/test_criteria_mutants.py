@@ -1,0 +1,171 @@
+"""The eligibility criteria's corners the mutation run found untested (rules/criteria.py).
+
+The reason is what the clinician reads in the EHR: every case of tests/rules/test_eligibility_criteria.py
+gives its whole reason here, word for word, so a changed word, number or date in it is seen. Built like
+that file: the baseline candidate (tests/fixtures/eligibility/builders.py), one thing changed at a time;
+the suite's today is 2026-11-24.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.rules.test_eligibility_criteria import CASES, evaluate
+
+REASONS = {
+    ('I1', 'adult'): 'age 68 (18 or older)',
+    ('I1', 'minor'): 'age 16, under 18',
+    ('I1', 'year-only birth, certain'): 'age 67–68 (18 or older)',
+    ('I1', 'year-only birth on the edge'): 'age 17–18 (birth date too partial) — needs review',
+    ('I1', 'no birth date'): 'birth date not recorded — needs review',
+    ('I1', 'no Patient'): 'no Patient resource — needs review',
+    ('I2', 'C90.02'): 'multiple myeloma in relapse (C90.02)',
+    ('I2', 'SNOMED myeloma with status relapse'): 'multiple myeloma in relapse (109989006, status relapse)',
+    ('I2', 'myeloma without relapse'):
+        'multiple myeloma recorded (C90.00), no relapse documented — needs review',
+    ('I2', 'relapse code, status remission'):
+        'coded in relapse (C90.02) but its status says remission — needs review',
+    ('I2', 'relapse unconfirmed'): 'relapse recorded but not confirmed (C90.02) — needs review',
+    ('I2', 'relapse entered in error'): 'no multiple myeloma condition recorded',
+    ('I3', 'one line'):
+        '1 prior line of 2+ cycles: bortezomib + lenalidomide + dexamethasone from 2025-08-11 (168 days)',
+    ('I3', 'two lines'):
+        '2 prior lines of 2+ cycles: bortezomib + lenalidomide + dexamethasone from 2025-08-11 (168 days); '
+        'daratumumab + dexamethasone from 2026-03-19 (112 days)',
+    ('I3', 'four lines'):
+        '4 prior lines of 2+ cycles, more than 3: carfilzomib + dexamethasone from 2022-10-16 (112 days); '
+        'pomalidomide + dexamethasone from 2024-02-28 (112 days); bortezomib + lenalidomide + dexamethasone '
+        'from 2025-08-11 (168 days); daratumumab + dexamethasone from 2026-03-19 (112 days)',
+    ('I3', 'no treatment in the record'):
+        'no anti-myeloma treatment in the record — prior lines needs review',
+    ('I3', 'one cycle only'):
+        'no regimen of 2+ cycles found (bortezomib + dexamethasone from 2026-01-28 (28 days)) — needs '
+        'review',
+    ('I3', 'end not known'):
+        '0–1 prior lines (lenalidomide from 2026-01-28 (1 days), end not known) — needs review',
+    ('I4', 'PR during the last regimen'):
+        'Partial response or better (C18058) on 2025-10-20, during bortezomib + lenalidomide + '
+        'dexamethasone (from 2025-08-11)',
+    ('I4', 'no response recorded'): 'no response assessment recorded — needs review',
+    ('I4', 'PR before the last regimen'):
+        'Partial response or better (C18058) on 2025-10-20, before the last regimen (daratumumab + '
+        'dexamethasone) — needs review',
+    ('I4', 'progressive disease only'):
+        'latest coded response: Less than partial response (C35571) on 2026-08-16; best response to the '
+        'prior regimen — needs review',
+    ('I4', 'response as text only'):
+        'response recorded without a recognised code (2026-08-16) — needs review',
+    ('I4', 'PR but no treatment in the record'):
+        'Partial response or better (C18058) on 2025-10-20, but the prior regimen is not in the record — '
+        'needs review',
+    ('I4', 'mCODE STU1 code 88040-1'):
+        'Partial response or better (C4870) on 2025-10-20, during bortezomib + lenalidomide + dexamethasone '
+        '(from 2025-08-11)',
+    ('I5', 'ECOG 1'): 'ECOG 1 on 2026-11-14',
+    ('I5', 'ECOG as LOINC answer'): 'ECOG 2 on 2026-11-19',
+    ('I5', 'ECOG 3'): 'ECOG 3 on 2026-11-14 (0–2 required)',
+    ('I5', 'ECOG too old'): 'latest ECOG 1 on 2026-07-27 is older than 90 days — needs review',
+    ('I5', 'no ECOG'): 'no ECOG performance status recorded — needs review',
+    ('I5', 'latest wins'): 'ECOG 1 on 2026-11-22',
+    ('I5', 'two scores the same day'): 'ECOG 1 and 3 both recorded on 2026-11-21 — needs review',
+    ('I5', 'preliminary only'): 'no ECOG performance status recorded — needs review',
+    ('I6', 'always review'): 'resolution of prior-therapy toxicities (e.g. neuropathy) — needs review',
+    ('I7', 'always review'): 'signed informed consent — needs review',
+    ('E1', 'review'): 'contraindications to the study drugs — needs review',
+    ('E1', 'pregnancy pointed out'): 'pregnancy recorded — contraindications to the study drugs needs review',
+    ('E2', 'none given'): 'no anti-CD38 antibody in the medication history',
+    ('E2', 'daratumumab given'):
+        'daratumumab given 2026-03-19 to 2026-07-08: exposure is not refractoriness — needs review',
+    ('E2', 'isatuximab given'):
+        'isatuximab given 2024-12-24 to 2024-12-24: exposure is not refractoriness — needs review',
+    ('E2', 'no treatment in the record'):
+        'no anti-myeloma treatment in the record — anti-CD38 exposure needs review',
+    ('E3', 'both possible'): 'no prior carfilzomib or pomalidomide: ICARIA or IKEMA possible',
+    ('E3', 'prior pomalidomide'):
+        'prior pomalidomide given 2024-06-07 to 2024-09-15 rules out ICARIA; IKEMA remains',
+    ('E3', 'prior carfilzomib'):
+        'prior carfilzomib given 2024-06-07 to 2024-06-07 rules out IKEMA; ICARIA remains',
+    ('E3', 'both ruled out'):
+        'prior pomalidomide given 2023-08-12 to 2023-11-20 rules out ICARIA; prior carfilzomib given '
+        '2024-06-07 to 2024-06-07 rules out IKEMA',
+    ('E3', 'no treatment in the record'):
+        'no anti-myeloma treatment in the record — prior carfilzomib or pomalidomide needs review',
+    ('E4', 'none'): 'no allogeneic transplant recorded',
+    ('E4', 'allogeneic procedure'): 'allogeneic transplant (30243Y3, 2021-06-03)',
+    ('E4', 'allogeneic not done'): 'no allogeneic transplant recorded',
+    ('E4', 'transplant status code'): 'transplant recorded (Z94.84) without saying allogeneic — needs review',
+    ('E4', 'HSCT procedure, type not said'):
+        'transplant recorded (234336002) without saying allogeneic — needs review',
+    ('E5', 'review'): 'planned transplant — needs review',
+    ('E5', 'transplant in preparation'): 'transplant in preparation (234336002)',
+    ('E6', 'none'): 'no other malignancy recorded',
+    ('E6', 'breast cancer a year ago'):
+        'other malignancy within 3 years: C50.911 ended 2026-01-28 (unless the investigator considers it '
+        'cured)',
+    ('E6', 'ended five years ago'): 'other malignancy more than 3 years ago: C61 ended 2021-09-11',
+    ('E6', 'active, old onset'):
+        'other malignancy within 3 years: C61 active (onset 2012-05-01) (unless the investigator considers '
+        'it cured)',
+    ('E6', 'no date'): 'other malignancy: C61 without a precise date — needs review',
+    ('E6', 'year straddling the cutoff'):
+        'other malignancy: C61 resolved, end not recorded (onset 2023): not known whether within 3 years — '
+        'needs review',
+    ('E6', 'year clearly old'):
+        'other malignancy more than 3 years ago: C61 resolved, end not recorded (onset 2019)',
+    ('E6', 'skin carcinoma is an exception'): 'no other malignancy recorded',
+    ('E6', 'unconfirmed'): 'unconfirmed other malignancy (C50.911 active (onset 2026-08-16)) — needs review',
+    ('E7', 'none'): 'no meningeal involvement recorded',
+    ('E7', 'meninges'): 'meningeal involvement recorded (C79.32)',
+    ('E7', 'meninges with another cancer'):
+        'meningeal neoplasm recorded (C79.32), not necessarily myeloma — needs review',
+    ('E8', 'none'): 'no plasma cell leukaemia, Waldenström, POEMS or amyloidosis recorded',
+    ('E8', 'AL amyloidosis'): 'recorded: AL amyloidosis (E85.81)',
+    ('E8', 'Waldenström'): 'recorded: Waldenström macroglobulinaemia (C88.0)',
+    ('E8', 'plasma cell leukaemia'): 'recorded: Plasma cell leukaemia (C90.10)',
+    ('E8', 'POEMS'): 'recorded: POEMS syndrome (79268002)',
+    ('E8', 'unconfirmed amyloidosis'): 'unconfirmed: AL amyloidosis (E85.81) — needs review',
+    ('E9', 'review'): "concurrent conditions (investigator's judgement) — needs review",
+    ('E10', 'none'): 'no COPD recorded',
+    ('E10', 'COPD recorded'):
+        'Chronic obstructive pulmonary disease recorded (J44.9) — whether it is uncontrolled needs review',
+    ('E10', 'COPD inactive'): 'no COPD recorded',
+    ('E11', 'none'): 'no significant cardiac disease recorded',
+    ('E11', 'heart failure'):
+        'Clinically significant cardiac disease recorded (I50.9) — clinical significance needs review',
+    ('E12', 'none'): 'no hepatitis B recorded',
+    ('E12', 'chronic hepatitis B'): 'hepatitis B recorded (B18.1) — PCR needs review',
+    ('E13', 'none'): 'no HIV or hepatitis C recorded',
+    ('E13', 'HIV'): 'recorded: B20',
+    ('E13', 'HIV status code without clinical status'): 'recorded: Z21',
+    ('E13', 'hepatitis C'): 'recorded: B18.2',
+    ('E13', 'hepatitis C resolved'): 'B18.2 recorded as unconfirmed or resolved — serology needs review',
+    ('E14', 'none'): 'no lactation recorded',
+    ('E14', 'male'): 'not applicable (male)',
+    ('E14', 'lactation condition'): 'lactation recorded',
+    ('E14', 'breastfeeding status'): 'lactation recorded (breastfeeding status 2026-11-19)',
+    ('E14', 'breastfeeding status, other value'):
+        'breastfeeding status recorded on 2026-11-19 with an unrecognised value — needs review',
+    ('E14', 'lactation without clinical status'):
+        'lactation recorded (Z39.1) without an active status — needs review',
+    ('E14', 'lactation resolved'): 'no lactation recorded',
+    ('E15', 'none'): 'no other interventional trial recorded',
+    ('E15', 'on another interventional trial'): 'on study in NCT09000001 (interventional)',
+    ('E15', 'phase 3 trial'): 'on study in NCT09000001 (interventional)',
+    ('E15', 'observational study'): 'no other interventional trial recorded',
+    ('E15', 'type not recorded'): 'on study in NCT09000003; whether interventional — needs review',
+    ('E15', 'study not in the record'):
+        'on study in ResearchStudy/missing (study not identified); whether interventional — needs review',
+    ('E15', 'only screening elsewhere'): 'no other interventional trial recorded',
+    ('E15', 'this study is not another'): 'no other interventional trial recorded',
+    ('E16', 'review'): 'ability to give written informed consent — needs review',
+}
+
+
+def test_every_case_has_its_reason_written_here():
+    assert set(REASONS) == {(c[0], c[1]) for c in CASES}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
+def test_the_whole_reason(knowledge, case):
+    criterion, name, resources, *_ = case
+    assert evaluate(knowledge, resources, criterion).reason == REASONS[criterion, name]
