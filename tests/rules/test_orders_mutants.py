@@ -406,3 +406,31 @@ def test_the_route_of_an_administration_reads_its_referenced_medication(knowledg
         {"resourceType": "Medication", "id": "eye", "code": {"text": "Dexamethasone 0.1% eye drops"}})
     given = _administration(medicationReference={"reference": "Medication/eye"})
     assert route_of(given, record, knowledge)[0] == "local"
+
+
+def test_a_route_coded_outside_the_route_sets_is_read_by_its_display(knowledge):
+    raw = dex_order(route=None)
+    raw["dosageInstruction"][0]["route"] = {"coding": [{"system": "urn:oid:1.2.250.1.213.2.99", "code": "OPH",
+                                                        "display": "voie ophtalmique"}]}
+    found = facts(raw, knowledge)
+    assert (found.route, found.route_how) == ("local", 'route: "voie ophtalmique"')
+
+
+def test_a_product_named_only_by_its_codings_display(knowledge):
+    raw = dex_order(route=None, medication={"medicationCodeableConcept": {"coding": [
+        {"system": "urn:oid:1.2.250.1.213.2.98", "code": "X7", "display": "Dexamethasone 0.1% eye drops"}]}})
+    found = facts(raw, knowledge)
+    assert (found.route, found.route_how) == ("local", '"eye drops" in the product')
+
+
+def test_the_medications_dose_form_says_local(knowledge):
+    medication = {"contained": [{"resourceType": "Medication", "id": "m1", "code": {"text": "Dexamethasone 1 mg/mL"},
+                                 "form": {"text": "collyre"}}], "medicationReference": {"reference": "#m1"}}
+    found = facts(dex_order(route=None, medication=medication), knowledge)
+    assert (found.route, found.route_how, found.route_doubt) == ("local", '"collyre" in the dose form', None)
+
+
+def test_a_systemic_product_code_says_so(knowledge):
+    raw = dex_order(route=None, medication={"medicationCodeableConcept": {"coding": [
+        {"system": RXNORM, "code": "197582"}]}})
+    assert facts(raw, knowledge).route_how == "a systemic product code"
