@@ -165,7 +165,7 @@ def test_every_case_has_its_reason_written_here():
     assert set(REASONS) == {(c[0], c[1]) for c in CASES}
 
 
-@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
+@pytest.mark.parametrize("case", [pytest.param(c, id=f"{c[0]}-{c[1]}") for c in CASES])
 def test_the_whole_reason(knowledge, case):
     criterion, name, resources, *_ = case
     assert evaluate(knowledge, resources, criterion).reason == REASONS[criterion, name]
