@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.rules.test_eligibility_criteria import CASES, evaluate
+from tests.fixtures.eligibility.builders import day, given, research_subject
+from tests.rules.test_eligibility_criteria import ANOTHER_LINE_LATER, CASES, base, evaluate
 
 REASONS = {
     ('I1', 'adult'): 'age 68 (18 or older)',
@@ -169,3 +170,31 @@ def test_every_case_has_its_reason_written_here():
 def test_the_whole_reason(knowledge, case):
     criterion, name, resources, *_ = case
     assert evaluate(knowledge, resources, criterion).reason == REASONS[criterion, name]
+
+
+def _other_study(**study):
+    return [{"resourceType": "ResearchStudy", "id": "s2", "status": "active",
+             "identifier": [{"system": "http://clinicaltrials.gov", "value": "NCT09000001"}], **study},
+            research_subject("ResearchStudy/s2", rid="rs")]
+
+
+@pytest.mark.parametrize(("study", "status"), [
+    ({"category": [{"coding": [{"system": "urn:oid:1.2.3", "code": "T1", "display": "Interventional study"}]}]},
+     "not-met"),
+    ({"category": [{"coding": [{"system": "urn:oid:1.2.3", "code": "OBS", "display": "Observational"}]}]}, "met"),
+], ids=["coded-interventional", "coded-observational"])
+def test_the_other_studys_type_from_a_codings_display(knowledge, study, status):
+    assert evaluate(knowledge, base(*_other_study(**study)), "E15").status == status
+
+
+def test_two_anti_cd38_antibodies_are_both_named(knowledge):
+    resources = base(*ANOTHER_LINE_LATER, given("isatuximab", rid="isa", when=day(700)))
+    assert evaluate(knowledge, resources, "E2").reason == (
+        "daratumumab and isatuximab given 2024-12-24 to 2026-07-08: exposure is not refractoriness — needs review")
+
+
+def test_a_study_named_by_nothing_but_its_type(knowledge):
+    subject = research_subject("ResearchStudy/s2", rid="rs")
+    subject["study"] = {"type": "ResearchStudy"}
+    assert evaluate(knowledge, base(subject), "E15").reason == (
+        "on study in a study (study not identified); whether interventional — needs review")

@@ -196,3 +196,14 @@ def test_how_the_regimen_was_told_from_care_plans(knowledge):
     both = clock_of(knowledge, research_subject(), care_plan(), care_plan("ikema-arm-b", plan_id="cp-2"))
     assert (both.regimens, both.regimen_how, both.c1d1) == ((), "contradictory CarePlans", None)
     assert "CarePlans name more than one regimen (ICARIA, IKEMA)" in both.problems
+
+
+def test_a_late_start_whose_day_8_slipped_by_the_slack_still_fits_its_own_calendar(knowledge):
+    """The plan says 1 September; isatuximab started on the 5th and its day 8 came 2 days late (the 14th):
+    both infusions fit the calendar from the 5th (2 days is within the slack), only the 14th fits the plan's."""
+    given = (administration("isatuximab", date(2026, 9, 5), "isa-a"),
+             administration("isatuximab", date(2026, 9, 14), "isa-b"))
+    clock = clock_of(knowledge, research_subject(), care_plan(), *given)
+    assert (clock.c1d1, clock.problems) == (date(2026, 9, 5), ())
+    assert any(d.startswith("CarePlan/cp-1 starts on 2026-09-01, but isatuximab was first given 4 days later")
+               for d in clock.doubts), clock.doubts
