@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fixtures.eligibility.builders import day, given, research_subject
-from tests.rules.test_eligibility_criteria import ANOTHER_LINE_LATER, CASES, base, evaluate
+from cds_service.rules.criteria import possible_regimens
+from cds_service.rules.facts import Facts
+from tests.fixtures.eligibility.builders import TODAY, build_record, day, given, research_subject
+from tests.rules.test_eligibility_criteria import ANOTHER_LINE_LATER, CASES, OPTIONS, base, evaluate
 
 REASONS = {
     ('I1', 'adult'): 'age 68 (18 or older)',
@@ -198,3 +200,11 @@ def test_a_study_named_by_nothing_but_its_type(knowledge):
     subject["study"] = {"type": "ResearchStudy"}
     assert evaluate(knowledge, base(subject), "E15").reason == (
         "on study in a study (study not identified); whether interventional — needs review")
+
+
+def test_every_regimen_is_possible_when_the_medication_history_cannot_be_read(knowledge):
+    absent = {p: "not in the export" for p in ("medicationRequests", "medicationAdministrations",
+                                               "medicationStatements")}
+    facts = Facts(build_record(base(given("carfilzomib", rid="k", when=day(900))), missing=absent), knowledge,
+                  TODAY, OPTIONS)
+    assert possible_regimens(facts) == ("ICARIA", "IKEMA")

@@ -207,3 +207,13 @@ def test_a_late_start_whose_day_8_slipped_by_the_slack_still_fits_its_own_calend
     assert (clock.c1d1, clock.problems) == (date(2026, 9, 5), ())
     assert any(d.startswith("CarePlan/cp-1 starts on 2026-09-01, but isatuximab was first given 4 days later")
                for d in clock.doubts), clock.doubts
+
+
+@pytest.mark.parametrize("after", [12, 16], ids=["day-15-two-days-early", "day-15-two-days-late"])
+def test_cycle_2_day_15_within_the_slack_with_its_day_1_not_recorded_keeps_the_calendar(knowledge, after):
+    """Cycle 2's day 1 infusion is missing; its day 15 came 2 days early or late: not a delayed cycle 2."""
+    late_15 = administration("isatuximab", day_of(2, 1) + timedelta(days=after), "isa-c2-15")
+    clock = clock_of(knowledge, research_subject(), care_plan(), *course((1, 1), (1, 8), (1, 15), (1, 22)),
+                     late_15)
+    assert not any("delayed" in d for d in clock.doubts), clock.doubts
+    assert clock.position(day_of(3, 1)) == (3, 1)
