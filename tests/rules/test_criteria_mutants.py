@@ -12,7 +12,7 @@ import pytest
 
 from cds_service.rules.criteria import possible_regimens
 from cds_service.rules.facts import Facts
-from tests.fixtures.eligibility.builders import TODAY, build_record, day, given, research_subject
+from tests.fixtures.eligibility.builders import TODAY, build_record, condition, day, given, research_subject
 from tests.rules.test_eligibility_criteria import ANOTHER_LINE_LATER, CASES, OPTIONS, base, evaluate
 
 REASONS = {
@@ -208,3 +208,13 @@ def test_every_regimen_is_possible_when_the_medication_history_cannot_be_read(kn
     facts = Facts(build_record(base(given("carfilzomib", rid="k", when=day(900))), missing=absent), knowledge,
                   TODAY, OPTIONS)
     assert possible_regimens(facts) == ("ICARIA", "IKEMA")
+
+
+@pytest.mark.parametrize(("clinical", "reason"), [
+    ("active", "pregnancy recorded — contraindications to the study drugs needs review"),
+    ("resolved", "contraindications to the study drugs — needs review"),
+], ids=["active", "resolved"])
+def test_a_pregnancy_condition_is_pointed_out_while_active(knowledge, clinical, reason):
+    result = evaluate(knowledge, base(condition("Z33.1", rid="preg", clinical=clinical)), "E1")
+    assert (result.status, result.reason) == ("unknown", reason)
+    assert result.evidence == (("Condition/preg",) if clinical == "active" else ())
