@@ -434,3 +434,16 @@ def test_a_systemic_product_code_says_so(knowledge):
     raw = dex_order(route=None, medication={"medicationCodeableConcept": {"coding": [
         {"system": RXNORM, "code": "197582"}]}})
     assert facts(raw, knowledge).route_how == "a systemic product code"
+
+
+def test_every_display_of_the_product_is_read_not_only_its_name(knowledge):
+    raw = dex_order(route=None, medication={"medicationCodeableConcept": {"text": "Dexamethasone 1 mg/mL", "coding": [
+        {"system": "urn:oid:1.2.250.1.213.2.98", "code": "X8", "display": "Dexamethasone eye drops"}]}})
+    found = facts(raw, knowledge)
+    assert (found.route, found.route_how) == ("local", '"eye drops" in the product')
+
+
+def test_tablets_without_a_strength_say_why_the_dose_is_unknown(knowledge):
+    found = facts(dex_order(dose=10, unit="tablet"), knowledge)
+    assert (found.dose_mg, found.dose_how, found.dose_problem) == (
+        None, "10 tablet", "the dose is in units whose strength the record does not give")
