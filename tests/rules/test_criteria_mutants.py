@@ -12,8 +12,25 @@ import pytest
 
 from cds_service.rules.criteria import possible_regimens
 from cds_service.rules.facts import Facts
-from tests.fixtures.eligibility.builders import TODAY, build_record, condition, day, given, research_subject
-from tests.rules.test_eligibility_criteria import ANOTHER_LINE_LATER, CASES, OPTIONS, base, evaluate
+from tests.fixtures.eligibility.builders import (
+    SNOMED,
+    TODAY,
+    build_record,
+    condition,
+    day,
+    given,
+    procedure,
+    research_subject,
+    response,
+)
+from tests.rules.test_eligibility_criteria import (
+    ANOTHER_LINE_LATER,
+    CASES,
+    NO_RESPONSE,
+    OPTIONS,
+    base,
+    evaluate,
+)
 
 REASONS = {
     ('I1', 'adult'): 'age 68 (18 or older)',
@@ -218,3 +235,15 @@ def test_a_pregnancy_condition_is_pointed_out_while_active(knowledge, clinical, 
     result = evaluate(knowledge, base(condition("Z33.1", rid="preg", clinical=clinical)), "E1")
     assert (result.status, result.reason) == ("unknown", reason)
     assert result.evidence == (("Condition/preg",) if clinical == "active" else ())
+
+
+def test_the_response_is_dated_in_the_patients_day(knowledge):
+    """23:30 UTC on 19 October 2025 is 20 October in Paris."""
+    late = response("C18058", rid="r-late", when="2025-10-19T23:30:00Z")
+    result = evaluate(knowledge, base(late, drop=NO_RESPONSE), "I4")
+    assert result.reason.startswith("Partial response or better (C18058) on 2025-10-20, during "), result.reason
+
+
+def test_a_transplant_in_preparation_is_the_evidence(knowledge):
+    planned = procedure("234336002", SNOMED, rid="hsct", when=None, status="preparation")
+    assert evaluate(knowledge, base(planned), "E5").evidence == ("Procedure/hsct",)
