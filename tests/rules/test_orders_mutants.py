@@ -447,3 +447,9 @@ def test_tablets_without_a_strength_say_why_the_dose_is_unknown(knowledge):
     found = facts(dex_order(dose=10, unit="tablet"), knowledge)
     assert (found.dose_mg, found.dose_how, found.dose_problem) == (
         None, "10 tablet", "the dose is in units whose strength the record does not give")
+
+
+def test_every_day_of_the_week_over_years_is_expanded_for_its_first_occurrences(knowledge):
+    every_day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    found = facts(_bounded({"dayOfWeek": every_day}, end="2028-11-01"), knowledge)
+    assert len(found.days) == MAX_OCCURRENCES and found.days[-1] == MONDAY + timedelta(days=MAX_OCCURRENCES - 1)
