@@ -30,6 +30,7 @@ from tests.rules.test_eligibility_criteria import (
     OPTIONS,
     base,
     evaluate,
+    kind,
 )
 
 REASONS = {
@@ -247,3 +248,31 @@ def test_the_response_is_dated_in_the_patients_day(knowledge):
 def test_a_transplant_in_preparation_is_the_evidence(knowledge):
     planned = procedure("234336002", SNOMED, rid="hsct", when=None, status="preparation")
     assert evaluate(knowledge, base(planned), "E5").evidence == ("Procedure/hsct",)
+
+
+GAP = "not in the data: {} (not in the export) — needs review"
+
+
+@pytest.mark.parametrize(("part", "criterion"), [
+    *(("conditions", c) for c in ("I2", "E4", "E6", "E7", "E8", "E10", "E11", "E12", "E13", "E14")),
+    *(("observations", c) for c in ("I4", "I5", "E14")),
+    ("procedures", "E4"), ("researchSubjects", "E15"),
+])
+def test_a_criterion_whose_part_is_missing_from_the_data_says_which(knowledge, part, criterion):
+    result = evaluate(knowledge, base(), criterion, missing={part: "not in the export"})
+    assert (result.id, result.status, result.reason, result.evidence) == (criterion, "unknown", GAP.format(part), ())
+
+
+def test_no_patient_in_the_data(knowledge):
+    result = evaluate(knowledge, base(drop=kind("Patient")), "I1", missing={"patient": "not in the export"})
+    assert (result.status, result.reason) == ("unknown", GAP.format("patient"))
+
+
+@pytest.mark.parametrize("criterion", ["I3", "E2", "E3"])
+def test_no_medication_history_in_the_data(knowledge, criterion):
+    absent = {p: "not in the export" for p in ("medicationRequests", "medicationAdministrations",
+                                               "medicationStatements")}
+    result = evaluate(knowledge, base(), criterion, missing=absent)
+    assert (result.status, result.reason) == ("unknown", "not in the data: medicationRequests (not in the export); "
+                                              "medicationAdministrations (not in the export); medicationStatements "
+                                              "(not in the export) — needs review")
