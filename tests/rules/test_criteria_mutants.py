@@ -13,6 +13,7 @@ import pytest
 from cds_service.rules.criteria import possible_regimens
 from cds_service.rules.facts import Facts
 from tests.fixtures.eligibility.builders import (
+    ICD10,
     SNOMED,
     TODAY,
     build_record,
@@ -276,3 +277,17 @@ def test_no_medication_history_in_the_data(knowledge, criterion):
     assert (result.status, result.reason) == ("unknown", "not in the data: medicationRequests (not in the export); "
                                               "medicationAdministrations (not in the export); medicationStatements "
                                               "(not in the export) — needs review")
+
+
+@pytest.mark.parametrize(("resources", "status", "reason", "evidence"), [
+    ((condition("C79.3", ICD10, rid="cns"),), "unknown", "secondary neoplasm of the brain or nervous system "
+     "recorded (C79.3), not saying meninges — needs review", ("Condition/cns",)),
+    ((condition("C79.32", rid="men", verification="provisional"),), "unknown",
+     "meningeal neoplasm recorded (C79.32), not necessarily myeloma — needs review", ("Condition/men",)),
+    ((condition("C79.32", rid="men"), condition("C50.911", rid="bc", onset=day(2000))), "unknown",
+     "meningeal neoplasm recorded (C79.32), not necessarily myeloma — needs review", ("Condition/men",)),
+    ((condition("C79.32", rid="men"),), "not-met", "meningeal involvement recorded (C79.32)", ("Condition/men",)),
+], ids=["who-brain-or-meninges", "meninges-unconfirmed", "meninges-and-another-cancer", "meninges"])
+def test_e7_meningeal_involvement(knowledge, resources, status, reason, evidence):
+    result = evaluate(knowledge, base(*resources), "E7")
+    assert (result.id, result.status, result.reason, result.evidence) == ("E7", status, reason, evidence)
