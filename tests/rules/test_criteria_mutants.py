@@ -409,3 +409,10 @@ def test_the_evidence(knowledge, case):
     expected = EVIDENCE[criterion, name]
     shown = evidence if len(evidence) <= 2 else (len(evidence), evidence[0], evidence[-1])
     assert shown == expected
+
+
+def test_two_allogeneic_transplants_are_each_dated_in_the_patients_day(knowledge):
+    first = procedure("30243Y3", rid="allo-1", when="2021-06-03")
+    second = procedure("30243Y3", rid="allo-2", when="2022-03-09T23:30:00Z")  # 10 March in Paris
+    result = evaluate(knowledge, base(first, second), "E4")
+    assert (result.status, result.reason) == ("not-met", "allogeneic transplant (30243Y3, 2021-06-03, 2022-03-10)")
