@@ -266,7 +266,7 @@ def test_a_criterion_whose_part_is_missing_from_the_data_says_which(knowledge, p
 
 def test_no_patient_in_the_data(knowledge):
     result = evaluate(knowledge, base(drop=kind("Patient")), "I1", missing={"patient": "not in the export"})
-    assert (result.status, result.reason) == ("unknown", GAP.format("patient"))
+    assert (result.id, result.status, result.reason) == ("I1", "unknown", GAP.format("patient"))
 
 
 @pytest.mark.parametrize("criterion", ["I3", "E2", "E3"])
@@ -274,7 +274,7 @@ def test_no_medication_history_in_the_data(knowledge, criterion):
     absent = {p: "not in the export" for p in ("medicationRequests", "medicationAdministrations",
                                                "medicationStatements")}
     result = evaluate(knowledge, base(), criterion, missing=absent)
-    assert (result.status, result.reason) == ("unknown", "not in the data: medicationRequests (not in the export); "
+    assert (result.id, result.status, result.reason) == (criterion, "unknown", "not in the data: medicationRequests (not in the export); "
                                               "medicationAdministrations (not in the export); medicationStatements "
                                               "(not in the export) — needs review")
 
