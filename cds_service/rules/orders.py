@@ -369,7 +369,8 @@ def _schedule(
     if dispense_end is not None:
         plan.ends.append((dispense_end, dispense_how))
     given = tuple(sorted(set(plan.days))) if plan.expandable and plan.days else None
-    if plan.ends:
+    # Another dosage's end does not end a dosage that nothing ends: only the supply dispensed bounds it.
+    if plan.ends and (dispense_end is not None or not (plan.open_ended or plan.end_unknown)):
         # Whichever runs longest: the timing, the number of doses or the supply dispensed.
         last, how = max(plan.ends, key=lambda e: e[0])
         return given, last, how, False, False

@@ -11,6 +11,8 @@ from datetime import date, timedelta
 
 import pytest
 
+from cds_service.knowledge.regimens import CycleBlock, DoseOption, DrugAction, Regimen
+from cds_service.rules.cycles import _alike, _on_a_later_day
 from tests.rules.scenario import C1D1, administration, care_plan, day_of, research_subject
 from tests.rules.test_cycle_clock import STANDARD, clock_of, course, isa_order, undated_subject
 
@@ -196,3 +198,51 @@ def test_how_the_regimen_was_told_from_care_plans(knowledge):
     both = clock_of(knowledge, research_subject(), care_plan(), care_plan("ikema-arm-b", plan_id="cp-2"))
     assert (both.regimens, both.regimen_how, both.c1d1) == ((), "contradictory CarePlans", None)
     assert "CarePlans name more than one regimen (ICARIA, IKEMA)" in both.problems
+
+
+def test_a_late_start_whose_day_8_slipped_by_the_slack_still_fits_its_own_calendar(knowledge):
+    """The plan says 1 September; isatuximab started on the 5th and its day 8 came 2 days late (the 14th):
+    both infusions fit the calendar from the 5th (2 days is within the slack), only the 14th fits the plan's."""
+    given = (administration("isatuximab", date(2026, 9, 5), "isa-a"),
+             administration("isatuximab", date(2026, 9, 14), "isa-b"))
+    clock = clock_of(knowledge, research_subject(), care_plan(), *given)
+    assert (clock.c1d1, clock.problems) == (date(2026, 9, 5), ())
+    assert any(d.startswith("CarePlan/cp-1 starts on 2026-09-01, but isatuximab was first given 4 days later")
+               for d in clock.doubts), clock.doubts
+
+
+@pytest.mark.parametrize("after", [12, 16], ids=["day-15-two-days-early", "day-15-two-days-late"])
+def test_cycle_2_day_15_within_the_slack_with_its_day_1_not_recorded_keeps_the_calendar(knowledge, after):
+    """Cycle 2's day 1 infusion is missing; its day 15 came 2 days early or late: not a delayed cycle 2."""
+    late_15 = administration("isatuximab", day_of(2, 1) + timedelta(days=after), "isa-c2-15")
+    clock = clock_of(knowledge, research_subject(), care_plan(), *course((1, 1), (1, 8), (1, 15), (1, 22)),
+                     late_15)
+    assert not any("delayed" in d for d in clock.doubts), clock.doubts
+    assert clock.position(day_of(3, 1)) == (3, 1)
+
+
+def _site_regimen(*blocks: tuple[int, int | None, tuple[int, ...], tuple[int, ...] | None, float]) -> Regimen:
+    """A made-up site adaptation: (first, last, isatuximab days, dexamethasone days or None, dose mg) per block.
+    Sites may change the days and doses of each drug (knowledge/sites.py)."""
+    def block(first, last, isa_days, dex_days, mg):
+        drugs = [DrugAction("isatuximab", f"isa-{first}", "isatuximab", isa_days, ())]
+        if dex_days is not None:
+            dose = DoseOption(f"dex-{mg:g}", mg, "mg", f"{mg:g} mg")
+            drugs.append(DrugAction("dexamethasone", f"dex-{first}", "dexamethasone", dex_days, (dose,)))
+        return CycleBlock(f"c{first}", f"cycles {first}", first, last, 28, tuple(drugs))
+    return Regimen("ICARIA", "B", "urn:site", "urn:site|1", "site ICARIA", tuple(block(*b) for b in blocks))
+
+
+def test_cycles_of_a_site_regimen_that_give_dexamethasone_on_other_days_or_doses_are_not_alike():
+    regimen = _site_regimen((1, 1, (1, 8, 15, 22), (1, 8, 15, 22), 40), (2, 2, (1, 15), (1, 15), 40),
+                            (3, 3, (1, 15), (1, 15), 20), (4, None, (1, 15), None, 0))
+    assert _alike(regimen, 1, 1) and _alike(regimen, 4, 4)
+    assert not _alike(regimen, 1, 2)  # other days, same dose
+    assert not _alike(regimen, 2, 3)  # same days, another dose
+    assert not _alike(regimen, 3, 4)  # dexamethasone, then none
+
+
+def test_an_infusion_near_a_site_regimens_day_2_isatuximab_is_of_that_cycle():
+    regimen = _site_regimen((1, None, (1, 2, 15), (1, 15), 40))
+    assert _on_a_later_day(regimen, 2, 3)  # day 4: within the slack of day 2
+    assert not _on_a_later_day(regimen, 2, 6)  # day 7: near no isatuximab day

@@ -177,7 +177,7 @@ ROWS: list[tuple[str, str, list[dict[str, Any]], bool, str]] = [
 ]
 
 
-@pytest.mark.parametrize("row", ROWS, ids=[f"{r[0]}-{r[1]}" for r in ROWS])
+@pytest.mark.parametrize("row", [pytest.param(r, id=f"{r[0]}-{r[1]}") for r in ROWS])
 def test_condition_coding(knowledge, row):
     criterion, _, extra, drop_myeloma, status = row
     resources = base(*extra, drop=NO_MYELOMA) if drop_myeloma else base(*extra)
@@ -217,7 +217,7 @@ TEXT_ROWS = [
 ]
 
 
-@pytest.mark.parametrize("row", TEXT_ROWS, ids=[f"{r[0]}-{r[1]}" for r in TEXT_ROWS])
+@pytest.mark.parametrize("row", [pytest.param(r, id=f"{r[0]}-{r[1]}") for r in TEXT_ROWS])
 def test_drug_names_in_french(knowledge, row):
     criterion, _, orders, status, reason = row
     result = evaluate(knowledge, base(*orders, drop=NO_MEDICATION), criterion)

@@ -147,6 +147,11 @@ ROWS: list[tuple[str, Shape, list[str], list[str]]] = [
     ("timing code WK bounded to the day", _timing({"code": {"coding": [{"system": GTS, "code": "WK"}]},
                                                    "repeat": {"boundsPeriod": {"start": "DAY", "end": "DAY"}}}),
      WARN, []),
+    # A loading dose, then weekly with no end: the second dosage runs on into cycle 3.
+    ("two dosages: one dose, then weekly with no end", _edit(lambda raw: raw["dosageInstruction"].append(
+        {**raw["dosageInstruction"][0], "timing": {"repeat": {
+            "boundsPeriod": {"start": raw["authoredOn"]}, "frequency": 1, "period": 1, "periodUnit": "wk"}}})),
+     WARN, ["dex-extends-past-cycle-2"]),
     # Dispense: refills carry a one-day order past cycle 2.
     ("dispense with refills", _change(frequency=None, dispenseRequest={
         "expectedSupplyDuration": {"value": 7, "unit": "days", "code": "d"}, "numberOfRepeatsAllowed": 10}),
