@@ -14,6 +14,7 @@ from cds_service.rules.criteria import possible_regimens
 from cds_service.rules.facts import Facts
 from tests.fixtures.eligibility.builders import (
     ICD10,
+    LOINC,
     SNOMED,
     TODAY,
     build_record,
@@ -27,6 +28,7 @@ from tests.fixtures.eligibility.builders import (
 from tests.rules.test_eligibility_criteria import (
     ANOTHER_LINE_LATER,
     CASES,
+    NO_ECOG,
     NO_RESPONSE,
     OPTIONS,
     base,
@@ -416,3 +418,29 @@ def test_two_allogeneic_transplants_are_each_dated_in_the_patients_day(knowledge
     second = procedure("30243Y3", rid="allo-2", when="2022-03-09T23:30:00Z")  # 10 March in Paris
     result = evaluate(knowledge, base(first, second), "E4")
     assert (result.status, result.reason) == ("not-met", "allogeneic transplant (30243Y3, 2021-06-03, 2022-03-10)")
+
+
+@pytest.mark.parametrize(("criterion", "reason"), [
+    ("E12", "carrier of viral hepatitis recorded (Z22.50), virus not stated — hepatitis B serology and PCR "
+            "needs review"),
+    ("E13", "carrier of viral hepatitis recorded (Z22.50), virus not stated — hepatitis C serology needs review"),
+])
+def test_a_carrier_of_viral_hepatitis_not_saying_which(knowledge, criterion, reason):
+    result = evaluate(knowledge, base(condition("Z22.50", rid="carrier")), criterion)
+    assert (result.id, result.status, result.reason, result.evidence) == (
+        criterion, "unknown", reason, ("Condition/carrier",))
+
+
+@pytest.mark.parametrize(("value", "status", "reason"), [
+    ({"valueQuantity": {"value": 2}}, "met", "ECOG 2 on 2026-11-19"),
+    ({"valueQuantity": {"value": 3, "unit": "{score}"}}, "not-met", "ECOG 3 on 2026-11-19 (0–2 required)"),
+    ({"valueQuantity": {"unit": "{score}"}}, "unknown",
+     "ECOG recorded without a readable score or date — needs review"),
+    ({"valueString": "1"}, "unknown", "ECOG recorded without a readable score or date — needs review"),
+], ids=["quantity", "quantity-3", "quantity-without-value", "string"])
+def test_an_ecog_score_as_a_quantity_or_unreadable(knowledge, value, status, reason):
+    scored = {"resourceType": "Observation", "id": "e", "status": "final",
+              "code": {"coding": [{"system": LOINC, "code": "89247-1"}]}, "subject": {"reference": "Patient/p1"},
+              "effectiveDateTime": day(5), **value}
+    result = evaluate(knowledge, base(scored, drop=NO_ECOG), "I5")
+    assert (result.status, result.reason) == (status, reason)
