@@ -22,6 +22,7 @@ from tests.fixtures.eligibility.builders import (
     day,
     given,
     procedure,
+    research_study,
     research_subject,
     response,
 )
@@ -443,4 +444,25 @@ def test_an_ecog_score_as_a_quantity_or_unreadable(knowledge, value, status, rea
               "code": {"coding": [{"system": LOINC, "code": "89247-1"}]}, "subject": {"reference": "Patient/p1"},
               "effectiveDateTime": day(5), **value}
     result = evaluate(knowledge, base(scored, drop=NO_ECOG), "I5")
+    assert (result.status, result.reason) == (status, reason)
+
+
+def _trial(rid: str, nct: str, category: str | None, status: str = "on-study") -> list[dict]:
+    return [research_study(f"s-{rid}", nct, category=category),
+            research_subject(f"ResearchStudy/s-{rid}", rid=rid, status=status)]
+
+
+@pytest.mark.parametrize(("trials", "status", "reason"), [
+    # A screening elsewhere, or this study, listed first does not hide the next subject.
+    ([*_trial("a", "NCT09000009", "Interventional", "candidate"), *_trial("b", "NCT09000001", "Interventional")],
+     "not-met", "on study in NCT09000001 (interventional)"),
+    ([*_trial("ours", "NCT06561854", None), *_trial("b", "NCT09000001", "Interventional")],
+     "not-met", "on study in NCT09000001 (interventional)"),
+    ([*_trial("a", "NCT09000001", "Interventional"), *_trial("b", "NCT09000002", "Interventional")],
+     "not-met", "on study in NCT09000001, NCT09000002 (interventional)"),
+    ([*_trial("a", "NCT09000003", None), *_trial("b", "NCT09000004", None)],
+     "unknown", "on study in NCT09000003, NCT09000004; whether interventional — needs review"),
+], ids=["after-a-screening", "after-this-study", "two-interventional", "two-unclear"])
+def test_e15_reads_every_research_subject(knowledge, trials, status, reason):
+    result = evaluate(knowledge, base(*trials), "E15")
     assert (result.status, result.reason) == (status, reason)
