@@ -21,6 +21,7 @@ from tests.fixtures.eligibility.builders import (
     condition,
     day,
     given,
+    observation,
     procedure,
     research_study,
     research_subject,
@@ -466,3 +467,30 @@ def _trial(rid: str, nct: str, category: str | None, status: str = "on-study") -
 def test_e15_reads_every_research_subject(knowledge, trials, status, reason):
     result = evaluate(knowledge, base(*trials), "E15")
     assert (result.status, result.reason) == (status, reason)
+
+
+def test_a_response_on_the_last_regimens_first_day_in_the_patients_day_is_during_it(knowledge):
+    """The last regimen starts on 2025-08-11; 23:30 UTC on the 10th is the 11th in Paris."""
+    on_day_1 = response("C18058", rid="r-day-1", when="2025-08-10T23:30:00Z")
+    result = evaluate(knowledge, base(on_day_1, drop=NO_RESPONSE), "I4")
+    assert (result.status, result.evidence) == ("met", ("Observation/r-day-1", "MedicationRequest/p1-vrd-bortezomib-1"))
+
+
+def test_an_uncoded_response_is_dated_in_the_patients_day(knowledge):
+    text_only = observation("97509-4", rid="r", when="2026-08-15T23:30:00Z", value_text="good PR")
+    result = evaluate(knowledge, base(text_only, drop=NO_RESPONSE), "I4")
+    assert result.reason == "response recorded without a recognised code (2026-08-16) — needs review"
+
+
+@pytest.mark.parametrize(("responses", "extra", "evidence"), [
+    ((("C18058", 300), ("C18058", 200)), (), ("Observation/r-2", "MedicationRequest/p1-vrd-bortezomib-1")),
+    ((("C18058", 400), ("C18058", 420)), ANOTHER_LINE_LATER, ("Observation/r-1",)),
+    ((("C35571", 100), ("C35571", 50)), (), ("Observation/r-2",)),
+    (((None, 100), (None, 50)), (), ("Observation/r-2",)),
+], ids=["two-during", "two-before-the-last-regimen", "two-less-than-pr", "two-uncoded"])
+def test_the_latest_response_alone_is_the_evidence_of_i4(knowledge, responses, extra, evidence):
+    """(code or None for an uncoded one, days ago) each; the latest one decides and is the evidence."""
+    built = [response(code, rid=f"r-{i}", when=day(ago)) if code else
+             observation("97509-4", rid=f"r-{i}", when=day(ago), value_text="good PR")
+             for i, (code, ago) in enumerate(responses, 1)]
+    assert evaluate(knowledge, base(*built, *extra, drop=NO_RESPONSE), "I4").evidence == evidence
