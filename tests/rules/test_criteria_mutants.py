@@ -494,3 +494,15 @@ def test_the_latest_response_alone_is_the_evidence_of_i4(knowledge, responses, e
              observation("97509-4", rid=f"r-{i}", when=day(ago), value_text="good PR")
              for i, (code, ago) in enumerate(responses, 1)]
     assert evaluate(knowledge, base(*built, *extra, drop=NO_RESPONSE), "I4").evidence == evidence
+
+
+def test_an_unconfirmed_lactation_is_not_decided(knowledge):
+    result = evaluate(knowledge, base(condition("Z39.1", rid="lact", verification="provisional")), "E14")
+    assert (result.status, result.reason) == ("unknown", "lactation recorded (Z39.1) without an active status — "
+                                              "needs review")
+
+
+def test_the_breastfeeding_status_is_dated_in_the_patients_day(knowledge):
+    status = observation("63895-7", rid="bf", when="2026-11-18T23:30:00Z", value=(SNOMED, "413712001"))
+    result = evaluate(knowledge, base(status), "E14")
+    assert (result.status, result.reason) == ("not-met", "lactation recorded (breastfeeding status 2026-11-19)")
