@@ -20,6 +20,7 @@ from tests.fixtures.eligibility.builders import (
     build_record,
     condition,
     day,
+    ecog,
     given,
     observation,
     procedure,
@@ -506,3 +507,17 @@ def test_the_breastfeeding_status_is_dated_in_the_patients_day(knowledge):
     status = observation("63895-7", rid="bf", when="2026-11-18T23:30:00Z", value=(SNOMED, "413712001"))
     result = evaluate(knowledge, base(status), "E14")
     assert (result.status, result.reason) == ("not-met", "lactation recorded (breastfeeding status 2026-11-19)")
+
+
+def test_an_ecog_score_is_dated_in_the_patients_day(knowledge):
+    """23:30 UTC the day before is today in Paris: the latest ECOG is the one taken today."""
+    earlier = ecog(3, rid="e-1", when=day(3))
+    today = ecog(1, rid="e-2", when=f"{day(1)}T23:30:00Z")
+    result = evaluate(knowledge, base(earlier, today, drop=NO_ECOG), "I5")
+    assert (result.status, result.reason) == ("met", "ECOG 1 on 2026-11-24")
+
+
+def test_a_breastfeeding_status_with_another_value_is_dated_in_the_patients_day(knowledge):
+    status = observation("63895-7", rid="bf", when="2026-11-18T23:30:00Z", value=(SNOMED, "169750002"))
+    assert evaluate(knowledge, base(status), "E14").reason == (
+        "breastfeeding status recorded on 2026-11-19 with an unrecognised value — needs review")
