@@ -22,6 +22,7 @@ from tests.fixtures.eligibility.builders import (
     day,
     ecog,
     given,
+    line,
     observation,
     procedure,
     research_study,
@@ -446,7 +447,7 @@ def test_an_ecog_score_as_a_quantity_or_unreadable(knowledge, value, status, rea
               "code": {"coding": [{"system": LOINC, "code": "89247-1"}]}, "subject": {"reference": "Patient/p1"},
               "effectiveDateTime": day(5), **value}
     result = evaluate(knowledge, base(scored, drop=NO_ECOG), "I5")
-    assert (result.status, result.reason) == (status, reason)
+    assert (result.status, result.reason, result.evidence) == (status, reason, ("Observation/e",))
 
 
 def _trial(rid: str, nct: str, category: str | None, status: str = "on-study") -> list[dict]:
@@ -521,3 +522,11 @@ def test_a_breastfeeding_status_with_another_value_is_dated_in_the_patients_day(
     status = observation("63895-7", rid="bf", when="2026-11-18T23:30:00Z", value=(SNOMED, "169750002"))
     assert evaluate(knowledge, base(status), "E14").reason == (
         "breastfeeding status recorded on 2026-11-19 with an unrecognised value — needs review")
+
+
+def test_the_same_drugs_again_are_said_to_be_resumed_or_a_retreatment(knowledge):
+    again = line(("bortezomib", "lenalidomide", "dexamethasone"), start_days_ago=250, cycles=3, prefix="again")
+    assert evaluate(knowledge, base(*again), "I3").reason == (
+        "1 prior line of 2+ cycles: bortezomib + lenalidomide + dexamethasone from 2025-08-11 (168 days); "
+        "bortezomib + lenalidomide + dexamethasone from 2026-03-19 (84 days), same drugs as the line before: "
+        "resumed or retreatment")
