@@ -14,19 +14,25 @@ from cds_service.rules.criteria import possible_regimens
 from cds_service.rules.facts import Facts
 from tests.fixtures.eligibility.builders import (
     ICD10,
+    LOINC,
     SNOMED,
     TODAY,
     build_record,
     condition,
     day,
+    ecog,
     given,
+    line,
+    observation,
     procedure,
+    research_study,
     research_subject,
     response,
 )
 from tests.rules.test_eligibility_criteria import (
     ANOTHER_LINE_LATER,
     CASES,
+    NO_ECOG,
     NO_RESPONSE,
     OPTIONS,
     base,
@@ -416,3 +422,111 @@ def test_two_allogeneic_transplants_are_each_dated_in_the_patients_day(knowledge
     second = procedure("30243Y3", rid="allo-2", when="2022-03-09T23:30:00Z")  # 10 March in Paris
     result = evaluate(knowledge, base(first, second), "E4")
     assert (result.status, result.reason) == ("not-met", "allogeneic transplant (30243Y3, 2021-06-03, 2022-03-10)")
+
+
+@pytest.mark.parametrize(("criterion", "reason"), [
+    ("E12", "carrier of viral hepatitis recorded (Z22.50), virus not stated — hepatitis B serology and PCR "
+            "needs review"),
+    ("E13", "carrier of viral hepatitis recorded (Z22.50), virus not stated — hepatitis C serology needs review"),
+])
+def test_a_carrier_of_viral_hepatitis_not_saying_which(knowledge, criterion, reason):
+    result = evaluate(knowledge, base(condition("Z22.50", rid="carrier")), criterion)
+    assert (result.id, result.status, result.reason, result.evidence) == (
+        criterion, "unknown", reason, ("Condition/carrier",))
+
+
+@pytest.mark.parametrize(("value", "status", "reason"), [
+    ({"valueQuantity": {"value": 2}}, "met", "ECOG 2 on 2026-11-19"),
+    ({"valueQuantity": {"value": 3, "unit": "{score}"}}, "not-met", "ECOG 3 on 2026-11-19 (0–2 required)"),
+    ({"valueQuantity": {"unit": "{score}"}}, "unknown",
+     "ECOG recorded without a readable score or date — needs review"),
+    ({"valueString": "1"}, "unknown", "ECOG recorded without a readable score or date — needs review"),
+], ids=["quantity", "quantity-3", "quantity-without-value", "string"])
+def test_an_ecog_score_as_a_quantity_or_unreadable(knowledge, value, status, reason):
+    scored = {"resourceType": "Observation", "id": "e", "status": "final",
+              "code": {"coding": [{"system": LOINC, "code": "89247-1"}]}, "subject": {"reference": "Patient/p1"},
+              "effectiveDateTime": day(5), **value}
+    result = evaluate(knowledge, base(scored, drop=NO_ECOG), "I5")
+    assert (result.status, result.reason, result.evidence) == (status, reason, ("Observation/e",))
+
+
+def _trial(rid: str, nct: str, category: str | None, status: str = "on-study") -> list[dict]:
+    return [research_study(f"s-{rid}", nct, category=category),
+            research_subject(f"ResearchStudy/s-{rid}", rid=rid, status=status)]
+
+
+@pytest.mark.parametrize(("trials", "status", "reason"), [
+    # A screening elsewhere, or this study, listed first does not hide the next subject.
+    ([*_trial("a", "NCT09000009", "Interventional", "candidate"), *_trial("b", "NCT09000001", "Interventional")],
+     "not-met", "on study in NCT09000001 (interventional)"),
+    ([*_trial("ours", "NCT06561854", None), *_trial("b", "NCT09000001", "Interventional")],
+     "not-met", "on study in NCT09000001 (interventional)"),
+    ([*_trial("a", "NCT09000001", "Interventional"), *_trial("b", "NCT09000002", "Interventional")],
+     "not-met", "on study in NCT09000001, NCT09000002 (interventional)"),
+    ([*_trial("a", "NCT09000003", None), *_trial("b", "NCT09000004", None)],
+     "unknown", "on study in NCT09000003, NCT09000004; whether interventional — needs review"),
+], ids=["after-a-screening", "after-this-study", "two-interventional", "two-unclear"])
+def test_e15_reads_every_research_subject(knowledge, trials, status, reason):
+    result = evaluate(knowledge, base(*trials), "E15")
+    assert (result.status, result.reason) == (status, reason)
+
+
+def test_a_response_on_the_last_regimens_first_day_in_the_patients_day_is_during_it(knowledge):
+    """The last regimen starts on 2025-08-11; 23:30 UTC on the 10th is the 11th in Paris."""
+    on_day_1 = response("C18058", rid="r-day-1", when="2025-08-10T23:30:00Z")
+    result = evaluate(knowledge, base(on_day_1, drop=NO_RESPONSE), "I4")
+    assert (result.status, result.evidence) == ("met", ("Observation/r-day-1", "MedicationRequest/p1-vrd-bortezomib-1"))
+
+
+def test_an_uncoded_response_is_dated_in_the_patients_day(knowledge):
+    text_only = observation("97509-4", rid="r", when="2026-08-15T23:30:00Z", value_text="good PR")
+    result = evaluate(knowledge, base(text_only, drop=NO_RESPONSE), "I4")
+    assert result.reason == "response recorded without a recognised code (2026-08-16) — needs review"
+
+
+@pytest.mark.parametrize(("responses", "extra", "evidence"), [
+    ((("C18058", 300), ("C18058", 200)), (), ("Observation/r-2", "MedicationRequest/p1-vrd-bortezomib-1")),
+    ((("C18058", 400), ("C18058", 420)), ANOTHER_LINE_LATER, ("Observation/r-1",)),
+    ((("C35571", 100), ("C35571", 50)), (), ("Observation/r-2",)),
+    (((None, 100), (None, 50)), (), ("Observation/r-2",)),
+], ids=["two-during", "two-before-the-last-regimen", "two-less-than-pr", "two-uncoded"])
+def test_the_latest_response_alone_is_the_evidence_of_i4(knowledge, responses, extra, evidence):
+    """(code or None for an uncoded one, days ago) each; the latest one decides and is the evidence."""
+    built = [response(code, rid=f"r-{i}", when=day(ago)) if code else
+             observation("97509-4", rid=f"r-{i}", when=day(ago), value_text="good PR")
+             for i, (code, ago) in enumerate(responses, 1)]
+    assert evaluate(knowledge, base(*built, *extra, drop=NO_RESPONSE), "I4").evidence == evidence
+
+
+def test_an_unconfirmed_lactation_is_not_decided(knowledge):
+    result = evaluate(knowledge, base(condition("Z39.1", rid="lact", verification="provisional")), "E14")
+    assert (result.status, result.reason) == ("unknown", "lactation recorded (Z39.1) without an active status — "
+                                              "needs review")
+
+
+def test_the_breastfeeding_status_is_dated_in_the_patients_day(knowledge):
+    status = observation("63895-7", rid="bf", when="2026-11-18T23:30:00Z", value=(SNOMED, "413712001"))
+    result = evaluate(knowledge, base(status), "E14")
+    assert (result.status, result.reason) == ("not-met", "lactation recorded (breastfeeding status 2026-11-19)")
+
+
+def test_an_ecog_score_is_dated_in_the_patients_day(knowledge):
+    """23:30 UTC the day before is today in Paris: the latest ECOG is the one taken today."""
+    earlier = ecog(3, rid="e-1", when=day(3))
+    today = ecog(1, rid="e-2", when=f"{day(1)}T23:30:00Z")
+    result = evaluate(knowledge, base(earlier, today, drop=NO_ECOG), "I5")
+    assert (result.status, result.reason) == ("met", "ECOG 1 on 2026-11-24")
+
+
+def test_a_breastfeeding_status_with_another_value_is_dated_in_the_patients_day(knowledge):
+    status = observation("63895-7", rid="bf", when="2026-11-18T23:30:00Z", value=(SNOMED, "169750002"))
+    assert evaluate(knowledge, base(status), "E14").reason == (
+        "breastfeeding status recorded on 2026-11-19 with an unrecognised value — needs review")
+
+
+def test_the_same_drugs_again_are_said_to_be_resumed_or_a_retreatment(knowledge):
+    again = line(("bortezomib", "lenalidomide", "dexamethasone"), start_days_ago=250, cycles=3, prefix="again")
+    assert evaluate(knowledge, base(*again), "I3").reason == (
+        "1 prior line of 2+ cycles: bortezomib + lenalidomide + dexamethasone from 2025-08-11 (168 days); "
+        "bortezomib + lenalidomide + dexamethasone from 2026-03-19 (84 days), same drugs as the line before: "
+        "resumed or retreatment")
