@@ -68,6 +68,7 @@ lock: $(STAMP)
 
 # Benchmarks print ratios; they are never part of `make test`.
 bench: $(STAMP) $(NODE_STAMP)
+	bash bench/install_tools.sh
 	$(BIN)/python bench/bench_fhir.py
 	$(BIN)/python bench/bench_hooks.py
 	$(BIN)/python bench/bench_audit.py

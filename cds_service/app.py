@@ -20,6 +20,7 @@ from cds_service.ops import metrics, routes
 from cds_service.preview.routes import register_preview
 from cds_service.published import fhir_api, regimen_page
 from cds_service.runtime import Runtime
+from cds_service.security.caller import ANONYMOUS
 from cds_service.security.jwt_auth import build_authenticator
 from cds_service.security.pseudonym import pseudonymizer
 
@@ -85,7 +86,9 @@ def _routes(app: Flask, runtime: Runtime) -> None:
     def call_service(service_id: str) -> Response:
         g.log_fields["service"] = service_id
         body = read_json_body(_body(runtime), request.content_type)
-        return _json(runtime.call(service_id, body, g.log_fields, g.caller, base_url=_public_base(runtime)))
+        # Built from the request only when the record is evaluated (a short cut needs no links).
+        return _json(runtime.call(service_id, body, g.log_fields, g.caller,
+                                  base_url=lambda: _public_base(runtime)))
 
     @app.post("/cds-services/<service_id>/feedback")
     def feedback(service_id: str) -> Response:
@@ -138,7 +141,8 @@ def _hooks(app: Flask, runtime: Runtime) -> None:
         public = (request.path == "/healthz" or request.path in routes.OPS_PATHS
                   or request.endpoint in PUBLIC_ENDPOINTS or request.blueprint == "preview")
         if request.method != "OPTIONS" and not public:
-            g.caller = runtime.authenticate(request.headers.get("Authorization"), _called_url(runtime))
+            g.caller = ANONYMOUS if runtime.authenticator is None else \
+                runtime.authenticate(request.headers.get("Authorization"), _called_url(runtime))
 
     @app.after_request
     def finish(response: Response) -> Response:

@@ -12,17 +12,21 @@ from typing import Any
 
 # Callers never pass tokens or patient data to a logger; these patterns catch a mistake before it
 # reaches disk: compact JWS/JWT, bearer credentials and `access_token` values.
+# Each with the text it cannot match without (in the lower-cased line when it ignores case): a line
+# without it is not searched (every request writes a line, and the three searches cost twice its encoding).
 _SECRET_PATTERNS = (
-    (re.compile(r"eyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]*"), "[jwt]"),
-    (re.compile(r"(?i)(bearer\s+)[^\s\"',;]+"), r"\1[token]"),
-    (re.compile(r"(?i)(\"?access_token\"?\s*[:=]\s*\"?)[^\s\"',;}]+"), r"\1[token]"),
+    (re.compile(r"eyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]*"), "[jwt]", "eyJ", False),
+    (re.compile(r"(?i)(bearer\s+)[^\s\"',;]+"), r"\1[token]", "bearer", True),
+    (re.compile(r"(?i)(\"?access_token\"?\s*[:=]\s*\"?)[^\s\"',;}]+"), r"\1[token]", "access_token", True),
 )
 
 
 def scrub(text: str) -> str:
     """Replace anything shaped like a token in a log text."""
-    for pattern, replacement in _SECRET_PATTERNS:
-        text = pattern.sub(replacement, text)
+    lowered = text.lower()
+    for pattern, replacement, needed, ignore_case in _SECRET_PATTERNS:
+        if needed in (lowered if ignore_case else text):
+            text = pattern.sub(replacement, text)
     return text
 
 

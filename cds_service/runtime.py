@@ -15,7 +15,7 @@ from cds_service.audit.sink import AuditSink, NullAudit
 from cds_service.cards.common import served_links
 from cds_service.config import Config
 from cds_service.errors import CdsError, ConfigError
-from cds_service.fhir.assemble import MODEL_TYPES, assemble_record
+from cds_service.fhir.assemble import MODEL_TYPES, assemble_record, draft_record
 from cds_service.fhir.fetch import FhirGateway
 from cds_service.fhir.parse import ParseCache, warm_models
 from cds_service.hooks.feedback import ReasonCatalogue, parse_feedback
@@ -96,11 +96,13 @@ class Runtime:
         }})
 
     def call(self, service_id: str, body: Any, log_fields: dict[str, Any],
-             caller: Caller = ANONYMOUS, *, base_url: str | None = None) -> dict[str, Any]:
+             caller: Caller = ANONYMOUS, *,
+             base_url: str | Callable[[], str] | None = None) -> dict[str, Any]:
         """Answer one hook call: the CDS response body, or a CdsError.
 
         `base_url` is the service's public base URL for this call (the routes pass CDS_BASE_URL or the URL
-        called); the cards' links to published artifacts are made to point under it.
+        called, as a function called only when the record is evaluated); the cards' links to published
+        artifacts are made to point under it.
         """
         service = self.registry.get(service_id)
         request = parse_hook_request(body, service.hook, service.id)
@@ -110,17 +112,29 @@ class Runtime:
             raise CdsError(413, f"The request carries more than {self.config.max_resources} FHIR resources",
                            code="too-costly")
         started = time.perf_counter()
-        record = assemble_record(request, service.needs, wants=service.prefetch, fhir=self.fhir,
-                                 keep=self.keep.get(service.id), parse=self.parse_cache.parse)
-        log_fields["loadMs"] = round((time.perf_counter() - started) * 1000, 1)
-        log_fields.update(fhirRequests=record.fhir_requests, fhirCacheHits=record.fhir_cache_hits)
-        started = time.perf_counter()
         # The site's view of the knowledge (its regimen adaptations); the rules never read the config.
         chosen = choose_site(caller, request.fhir_server, self.config)
         knowledge = self.knowledge.for_site(chosen.site)
         log_fields.update(site=chosen.site, siteFrom=chosen.how)
+        self.fhir.check_server(request.fhir_server)
+        record = draft_record(request, self.parse_cache.parse)
+        why_none = (service.no_card_because(request, record, knowledge, self.parse_cache.parse)
+                    if service.no_card_because else None)
+        if why_none is not None:
+            log_fields["noCardBecause"] = why_none
+            log_fields["evaluateMs"] = round((time.perf_counter() - started) * 1000, 1)
+            log_fields["cards"] = 0
+            self.audit.cards_shown(service.id, request, record, [], replace(caller, site=chosen.site))
+            events.emit("cards", service=service.id, cards=[])
+            return cds_response([])
+        record = assemble_record(request, service.needs, wants=service.prefetch, fhir=self.fhir,
+                                 keep=self.keep.get(service.id), parse=self.parse_cache.parse, record=record)
+        log_fields["loadMs"] = round((time.perf_counter() - started) * 1000, 1)
+        log_fields.update(fhirRequests=record.fhir_requests, fhirCacheHits=record.fhir_cache_hits)
+        started = time.perf_counter()
         call = ServiceCall(request=request, record=record, knowledge=knowledge, today=self.today(),
-                           config=self.config, base_url=self.public_base(base_url))
+                           config=self.config,
+                           base_url=self.public_base(base_url() if callable(base_url) else base_url))
         response = cds_response(served_links(service.evaluate(call), knowledge, call.base_url))
         log_fields["evaluateMs"] = round((time.perf_counter() - started) * 1000, 1)
         log_fields["cards"] = len(response["cards"])

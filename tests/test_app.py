@@ -63,11 +63,22 @@ def test_unknown_fields_are_ignored(client, request_fixture):
 
 def test_prefetch_key_sent_as_null_is_treated_as_absent(client, request_fixture):
     body = request_fixture("requests/spec-order-sign.json")
-    body["prefetch"]["carePlans"] = None
+    body["prefetch"]["researchSubjects"] = None
     body.pop("fhirServer")
     response = post(client, "/cds-services/dex-free-order-sign", body)
     assert response.status_code == 412
-    assert "carePlans" in check_operation_outcome(response.get_json())["diagnostics"]
+    assert "researchSubjects" in check_operation_outcome(response.get_json())["diagnostics"]
+
+
+def test_a_patient_in_no_study_needs_no_other_part(client, request_fixture):
+    # The prefetched enrolments are none: no card can come, so a missing care plan part is not a 412.
+    body = request_fixture("requests/spec-order-sign.json")
+    assert body["prefetch"]["researchSubjects"].get("entry", []) == []
+    body["prefetch"]["carePlans"] = None
+    body.pop("fhirServer")
+    response = post(client, "/cds-services/dex-free-order-sign", body)
+    assert response.status_code == 200
+    assert response.get_json() == {"cards": []}
 
 
 # --- bad input: each case a clear OperationOutcome, never a stack trace -------------------------

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from cds_service.app import create_app
 from cds_service.config import Config
-from cds_service.hooks.request import MAX_JSON_DEPTH, json_depth
+from cds_service.hooks.request import MAX_JSON_DEPTH, json_depth, json_text_depth
 from cds_service.runtime import Runtime
 from tests.conftest import FIXED_NOW, load_fixture
 from tests.spec import check_operation_outcome
@@ -61,6 +64,29 @@ def test_json_depth_counts_arrays_and_objects():
     assert json_depth(1) == 0
     assert json_depth({"a": [1, {"b": {}}]}) == 4  # the empty object is a level too
     assert json_depth(nested_body(MAX_JSON_DEPTH)) == MAX_JSON_DEPTH
+
+
+# Strings made of what could fool a reading of the text: brackets, quotes, backslashes, escapes, non-ASCII.
+_TRICKY = st.lists(st.sampled_from([*'[]{}"\\/ x\u00e9\u20ac\n\t', "\\u005b", '\\"']), max_size=8).map("".join)
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | _TRICKY,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TRICKY, inner, max_size=4),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=400, derandomize=True)
+@given(value=JSON_VALUES, ascii_only=st.booleans(), indent=st.sampled_from([None, 1]))
+def test_the_depth_read_off_the_text_is_the_depth_of_the_value(value, ascii_only, indent):
+    text = json.dumps(value, ensure_ascii=ascii_only, indent=indent)
+    assert json_text_depth(text.encode()) == json_depth(value)
+    assert json_text_depth(text.encode("utf-16")) == json_depth(value)
+
+
+def test_the_depth_read_off_the_text_stops_past_the_limit():
+    deep = json.dumps(nested_body(MAX_JSON_DEPTH + 50)).encode()
+    assert json_text_depth(deep, MAX_JSON_DEPTH) == MAX_JSON_DEPTH + 1
+    assert json_text_depth(deep) == MAX_JSON_DEPTH + 50
 
 
 def test_json_nested_to_the_limit_is_read_deeper_is_a_413():

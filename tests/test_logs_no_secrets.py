@@ -94,7 +94,7 @@ def test_a_representative_run_logs_no_secret(issuers_file, caplog):  # noqa: F81
     assert run.post("/cds-services/no-such-service", planted_request("order-sign")).status_code == 404
     assert run.client.put(sign_path, headers={"Authorization": f"Bearer {run.token(sign_path)}"}).status_code == 405
     missing = planted_request("order-sign")
-    del missing["prefetch"]["carePlans"]
+    del missing["prefetch"]["researchSubjects"]
     del missing["fhirServer"], missing["fhirAuthorization"]
     assert run.post(sign_path, missing).status_code == 412
     assert run.post(sign_path, planted_request("order-sign"), content_type="text/plain").status_code == 415

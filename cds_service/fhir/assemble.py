@@ -92,9 +92,9 @@ class MissingData(CdsError):
                                  extra_issues=issues)
 
 
-def prefetch_gap(value: Any) -> str | None:
+def read_prefetch(value: Any) -> tuple[str | None, list[dict[str, Any]]]:
     """Why a prefetch value cannot be used (absent, null, an OperationOutcome, a Bundle with unreadable
-    entries or links), or None if it can.
+    entries or links), or None if it can; and its resources when it can (the entries are walked once).
 
     A Bundle with an entry that is not a resource, or whose `link` cannot be read, is not used at all:
     the unreadable entry may be the enrolment or the order that decides, and an unreadable link hides
@@ -102,35 +102,74 @@ def prefetch_gap(value: Any) -> str | None:
     missing (a 412 when the call needs it).
     """
     if value is None:
-        return "not prefetched"
+        return "not prefetched", []
     kind = safe.resource_type(value)
     if kind is None:
-        return "prefetch value is not a FHIR resource"
+        return "prefetch value is not a FHIR resource", []
     if kind == "OperationOutcome":
-        return "the client could not prefetch it"
-    if kind == "Bundle":
-        entries = safe.bundle_entries(value)
-        if entries.unreadable:
-            count = len(entries.unreadable)
-            shown = "; ".join(entries.unreadable[:3]) + ("; …" if count > 3 else "")
-            return (f"the prefetch Bundle has {count} unreadable entr{'y' if count == 1 else 'ies'} "
-                    f"({shown}); a decision is not taken on part of the data")
-        problem = safe.link_problem(value)
-        if problem is not None:
-            return f"the prefetch Bundle's {problem}: whether it has more pages cannot be told"
-        # Some clients wrap their error in a Bundle: one with only error OperationOutcomes is no data.
-        inside = entries.resources
-        issues = [i for r in inside for i in safe.objects(r, "issue")]
-        if inside and {safe.resource_type(r) for r in inside} == {"OperationOutcome"} \
-                and any(safe.text(i, "severity") in ("error", "fatal") for i in issues):
-            return "the client could not prefetch it"
-    return None
+        return "the client could not prefetch it", []
+    if kind != "Bundle":
+        return None, [value]
+    entries = safe.bundle_entries(value)
+    if entries.unreadable:
+        count = len(entries.unreadable)
+        shown = "; ".join(entries.unreadable[:3]) + ("; …" if count > 3 else "")
+        return (f"the prefetch Bundle has {count} unreadable entr{'y' if count == 1 else 'ies'} "
+                f"({shown}); a decision is not taken on part of the data"), []
+    problem = safe.link_problem(value)
+    if problem is not None:
+        return f"the prefetch Bundle's {problem}: whether it has more pages cannot be told", []
+    # Some clients wrap their error in a Bundle: one with only error OperationOutcomes is no data.
+    inside = entries.resources
+    if inside and all(safe.resource_type(r) == "OperationOutcome" for r in inside) and any(
+            safe.text(i, "severity") in ("error", "fatal") for r in inside for i in safe.objects(r, "issue")):
+        return "the client could not prefetch it", []
+    return None, inside
+
+
+def prefetch_gap(value: Any) -> str | None:
+    """Why a prefetch value cannot be used, or None if it can (`read_prefetch`)."""
+    return read_prefetch(value)[0]
+
+
+def draft_record(request: HookRequest, parse: Parse = parse_resource) -> PatientRecord:
+    """The record's first part, read from the call's context alone: its draft orders (and the Medications
+    that come with them). `assemble_record` completes it."""
+    record = PatientRecord(patient_id=request.patient_id, selections=request.selections)
+    _add_draft_orders(record, request.draft_orders, parse)
+    return record
+
+
+def prefetched_none(request: HookRequest, part: str) -> bool:
+    """Whether the prefetch holds the whole of a part and it has no resource of the part's type: a usable,
+    unpaged Bundle whose entries are all of other types (or none), as a search that found nothing."""
+    value = request.prefetch.get(part)
+    if part not in TEMPLATES or safe.resource_type(value) != "Bundle":
+        return False
+    gap, resources = read_prefetch(value)
+    if gap is not None or safe.next_link(value) is not None:
+        return False
+    expected = TEMPLATES[part][0]
+    return all(safe.resource_type(raw) != expected for raw in resources)
+
+
+def add_prefetched(record: PatientRecord, request: HookRequest, part: str, keep: Keep | None = None,
+                   parse: Parse = parse_resource) -> bool:
+    """File a part into the record when the prefetch holds the whole of it (usable, unpaged); False, and
+    the record untouched, when it does not."""
+    value = request.prefetch.get(part)
+    gap, resources = read_prefetch(value)
+    if part not in TEMPLATES or gap is not None or safe.next_link(value) is not None:
+        return False
+    add_part(record, part, resources, keep, parse)
+    return True
 
 
 def assemble_record(request: HookRequest, needs: Iterable[str], *,
                     wants: Iterable[str] | Mapping[str, str] | None = None,
                     fhir: FhirGateway | None = None, keep: Keep | None = None,
-                    deadline: Deadline | None = None, parse: Parse = parse_resource) -> PatientRecord:
+                    deadline: Deadline | None = None, parse: Parse = parse_resource,
+                    record: PatientRecord | None = None) -> PatientRecord:
     """The record of one call (see the module docstring); 403 for a disallowed fhirServer, 412 for a gap.
 
     `needs`: parts without which the call is a 412. `wants`: parts read from the server when not
@@ -140,13 +179,13 @@ def assemble_record(request: HookRequest, needs: Iterable[str], *,
     gateway; without one nothing is read. `keep`: a predicate on raw resources of a part (default:
     keep all). `deadline`: defaults to CDS_CALL_DEADLINE_MS from now. `parse`: how a raw resource is
     validated (the runtime passes its ParseCache's, so a history sent again is not validated again).
+    `record`: the call's `draft_record`, when it was made already.
     """
     needs = tuple(needs)
     wanted = set(needs if wants is None else wants) | set(needs)
     if fhir is not None:
         fhir.check_server(request.fhir_server)
-    record = PatientRecord(patient_id=request.patient_id, selections=request.selections)
-    _add_draft_orders(record, request.draft_orders, parse)
+    record = record if record is not None else draft_record(request, parse)
     _add_studies(record, request.prefetch.get(STUDY_KEY), parse)
     target = None
     if fhir is not None and request.fhir_server:
@@ -157,9 +196,9 @@ def assemble_record(request: HookRequest, needs: Iterable[str], *,
     reads: list[Read] = []
     for part in TEMPLATES:
         value = request.prefetch.get(part)
-        gap = prefetch_gap(value)
+        gap, resources = read_prefetch(value)
         if gap is None:
-            add_part(record, part, safe.iter_resources(value), keep, parse)
+            add_part(record, part, resources, keep, parse)
             record.sources[part] = "prefetch"
             link = safe.next_link(value)
             if link is None:
@@ -387,9 +426,10 @@ def _skip(record: PatientRecord, kind: str, reason: str) -> None:
 
 def _add_studies(record: PatientRecord, value: Any, parse: Parse = parse_resource) -> None:
     """The study key's ResearchStudies (none, one or several) resolve the ResearchSubjects' references."""
-    if prefetch_gap(value) is not None:
+    gap, resources = read_prefetch(value)
+    if gap is not None:
         return  # not prefetched: the study is read by its reference, as before
-    for raw in safe.iter_resources(value):
+    for raw in resources:
         if safe.resource_type(raw) != "ResearchStudy":
             continue
         try:

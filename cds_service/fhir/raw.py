@@ -94,6 +94,11 @@ def bundle_entries(value: Any) -> Entries:
         found.unreadable.append(f"entry is {json_kind(entries)}, not an array")
         return found
     for index, entry in enumerate(entries or []):
+        # The usual entry, read without the checks that name a problem (a Bundle holds hundreds).
+        resource = entry.get("resource") if type(entry) is dict else None
+        if type(resource) is dict and type(resource.get("resourceType")) is str and resource["resourceType"]:
+            found.resources.append(resource)
+            continue
         problem = entry_problem(entry)
         if problem is None:
             found.resources.append(entry["resource"])

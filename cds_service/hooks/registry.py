@@ -28,6 +28,12 @@ class ServiceDefinition:
     # other drugs is not validated (see knowledge/relevance.py).
     # None: every anti-myeloma drug (knowledge/reads.py MEDICATION_SET).
     drugs: tuple[str, ...] | None = None
+    # Asked before the record is assembled, with the call's HookRequest, the record of its draft orders
+    # (fhir/assemble.draft_record), the knowledge and the runtime's parse function (to read a small part
+    # of the prefetch into that record): why no card can come whatever the rest of the record holds, or
+    # None. A reason makes the call answer no card at once, without reading, validating or
+    # evaluating the history: most calls an EHR sends are for patients outside the trial.
+    no_card_because: Callable[[Any, Any, Any, Any], str | None] | None = field(default=None, repr=False)
 
     def discovery_entry(self, extension: Mapping[str, Any] | None = None) -> dict[str, Any]:
         return prune({

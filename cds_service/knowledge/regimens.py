@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from cds_service.errors import ConfigError
@@ -108,7 +109,19 @@ class Regimen:
             f"site {self.site}'s adaptation"
 
     def block(self, cycle: int) -> CycleBlock | None:
+        """The definition of a cycle (the first block covering it), None where the regimen defines none."""
+        found = self._block_of.get(cycle)
+        if found is not None:
+            return found
         return next((b for b in self.blocks if b.covers(cycle)), None)
+
+    @cached_property
+    def _block_of(self) -> dict[int, CycleBlock]:
+        # The rules ask for the block of a cycle some fifty times a call: looked up, not searched. Past the
+        # cycles listed here only an open-ended block can cover a cycle, and the search above finds it.
+        last = max((b.last or b.first for b in self.blocks), default=0)
+        table = {c: next((b for b in self.blocks if b.covers(c)), None) for c in range(1, last + 1)}
+        return {c: b for c, b in table.items() if b is not None}
 
     def cycle_start(self, cycle: int) -> int:
         """Days from cycle 1 day 1 to day 1 of `cycle`, with each cycle's own length."""

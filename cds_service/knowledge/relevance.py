@@ -19,7 +19,7 @@ from cds_service.knowledge.model import Knowledge
 from cds_service.knowledge.reads import MEDICATION_SET, OBSERVATION_SETS
 from cds_service.knowledge.terminology import CodeSet
 
-MEDICATION_PARTS = ("medicationRequests", "medicationAdministrations", "medicationStatements")
+MEDICATION_PARTS = frozenset({"medicationRequests", "medicationAdministrations", "medicationStatements"})
 
 
 def narrowed(knowledge: Knowledge) -> Callable[[str, str], str]:
@@ -62,6 +62,8 @@ def relevance(knowledge: Knowledge, drugs: tuple[str, ...] = (MEDICATION_SET,)
                 return False
             # Unvalidated JSON: only strings are matched (a coding of another type names no drug).
             listed = concept.get("coding")
+            if not listed:  # a text-only medication, as most of a history is: no codings to gather
+                return drug_named(_text(concept.get("text")), ())
             codings = tuple((_text(c.get("system")), _text(c.get("code")), _text(c.get("display")))
                             for c in (listed if isinstance(listed, list) else []) if isinstance(c, dict))
             return drug_named(_text(concept.get("text")), codings)

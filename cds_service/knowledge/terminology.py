@@ -27,6 +27,10 @@ PREFIX_HIERARCHIES = frozenset({
 _ICD_SYSTEMS = frozenset({"http://hl7.org/fhir/sid/icd-10", "http://hl7.org/fhir/sid/icd-10-cm"})
 
 
+_UNSEEN = object()
+_TEXT_MEMO_SIZE = 8192
+
+
 @dataclass(frozen=True)
 class Match:
     """Why something was recognised: the coding or the words that matched (for the card's evidence)."""
@@ -57,6 +61,9 @@ class CodeSet:
     ordinals: dict[tuple[str, str], float] = field(default_factory=dict)
     _names_re: re.Pattern[str] | None = field(default=None, repr=False)
     _systems: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # Texts already searched (a medication list repeats the same few names in every call); emptied when
+    # the names change (`finish`). Bounded: past the size, texts are searched each time.
+    _text_matches: dict[str, Match | None] = field(default_factory=dict, repr=False, compare=False)
 
     def has_code(self, system: str | None, code: str | None) -> bool:
         """Whether a coding is in the set (system aliases, ICD dots and padding are normalised)."""
@@ -88,9 +95,14 @@ class CodeSet:
             return None
         for text in texts:
             if isinstance(text, str) and text:
-                found = self._names_re.search(text)
-                if found:
-                    return Match("text", text=found.group(0))
+                found = self._text_matches.get(text, _UNSEEN)
+                if found is _UNSEEN:
+                    hit = self._names_re.search(text)
+                    found = Match("text", text=hit.group(0)) if hit else None
+                    if len(self._text_matches) < _TEXT_MEMO_SIZE:
+                        self._text_matches[text] = found
+                if found is not None:
+                    return found
         return None
 
     def match_concept(self, concept: Any) -> Match | None:
@@ -141,6 +153,7 @@ class CodeSet:
 
     def finish(self, systems: Mapping[str, str]) -> None:
         self._systems = systems
+        self._text_matches = {}
         if self.names:
             words = sorted(self.names, key=len, reverse=True)
             self._names_re = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(w) for w in words) + r")(?!\w)",
@@ -174,11 +187,21 @@ class WordMatcher:
         alternatives = "|".join(re.escape(w) for w in words) or r"(?!x)x"
         # A lookahead finds a term at every position, overlapping ones included; the longest are kept below.
         self._re = re.compile(rf"(?=(?<![\w-])({alternatives})(?![\w-]))", re.IGNORECASE)
+        # Texts already read (routes and forms repeat across orders and calls); bounded like CodeSet's.
+        self._found: dict[str, tuple[WordHit, ...]] = {}
 
     def find(self, text: str | None) -> list[WordHit]:
         """Every term in the text, longest first where they overlap, in the order they occur."""
         if not isinstance(text, str) or not text:
             return []
+        known = self._found.get(text)
+        if known is None:
+            known = tuple(self._find(text))
+            if len(self._found) < _TEXT_MEMO_SIZE:
+                self._found[text] = known
+        return list(known)
+
+    def _find(self, text: str) -> list[WordHit]:
         found = [(m.start(1), m.end(1)) for m in self._re.finditer(text)]
         kept: list[tuple[int, int]] = []
         for start, end in sorted(found, key=lambda span: span[0] - span[1]):

@@ -187,6 +187,25 @@ def _codings(value: Any) -> list[dict[str, Any]]:
     return []
 
 
+def orders_could_be_dex(
+    record: PatientRecord, knowledge: Knowledge, selections: tuple[str, ...] = ()
+) -> bool:
+    """Whether `evaluate_orders` could find anything, told from the draft orders alone (`draft_record`).
+
+    False when no unreadable draft names dexamethasone and every order being written names its drug in
+    the order itself (`medicationCodeableConcept`: no Medication to look up elsewhere in the record) and
+    is told to be another drug: then no rule fires whatever the enrolment, arm or history, and the order
+    hooks need not read them. An order given by `medicationReference` may be anything until its
+    Medication is found: True.
+    """
+    if any(_mentions_dex(raw, knowledge) for raw in record.unreadable_orders):
+        return True
+    return any(
+        order.medicationCodeableConcept is None or _dex_order(order, record, knowledge) != (False, False)
+        for order in candidate_orders(record, selections)
+    )
+
+
 def evaluate_orders(
     record: PatientRecord, knowledge: Knowledge, today: date, zone: ZoneInfo, selections: tuple[str, ...] = ()
 ) -> list[DexFinding]:

@@ -6,9 +6,14 @@ from typing import Any
 
 from cds_service.cards.dexamethasone import order_cards
 from cds_service.fhir import raw as safe
+from cds_service.fhir.assemble import Parse, prefetched_none
+from cds_service.fhir.parse import parse_resource
 from cds_service.fhir.prefetch import templates
+from cds_service.fhir.record import PatientRecord
 from cds_service.hooks.registry import ServiceDefinition
-from cds_service.rules.dexamethasone import evaluate_orders
+from cds_service.hooks.request import HookRequest
+from cds_service.knowledge.model import Knowledge
+from cds_service.rules.dexamethasone import evaluate_orders, orders_could_be_dex
 from cds_service.services.base import ServiceCall
 
 _PARTS = ("patient", "medicationRequests", "medicationAdministrations", "researchSubjects", "carePlans")
@@ -34,10 +39,29 @@ def _raw_orders(call: ServiceCall) -> dict[str, dict[str, Any]]:
     return found
 
 
+def _selections(request: HookRequest) -> tuple[str, ...]:
+    return request.selections if request.hook == "order-select" else ()
+
+
+def no_card_because(request: HookRequest, drafts: PatientRecord, knowledge: Knowledge,
+                    parse: Parse = parse_resource) -> str | None:
+    """Why no card can come, before the history is read: no draft could be dexamethasone, or the prefetch
+    holds the patient's enrolments and there are none (a patient in no study, as most are).
+
+    Exactly where `evaluate` would answer no card: `evaluate_orders` finds nothing without a draft that
+    may be dexamethasone, nor without a ResearchSubject (tests/services/test_no_card_because.py runs the
+    scenario tables both ways). A missing, paged or unreadable researchSubjects prefetch decides nothing.
+    """
+    if not orders_could_be_dex(drafts, knowledge, _selections(request)):
+        return "no draft order may be dexamethasone"
+    if prefetched_none(request, "researchSubjects"):
+        return "no enrolment in any study"
+    return None
+
+
 def evaluate(call: ServiceCall) -> list[dict[str, Any]]:
     """Cards for the draft orders of a call (on order-select, the selected ones)."""
-    selections = call.request.selections if call.request.hook == "order-select" else ()
-    findings = evaluate_orders(call.record, call.knowledge, call.today, call.zone, selections)
+    findings = evaluate_orders(call.record, call.knowledge, call.today, call.zone, _selections(call.request))
     return order_cards(findings, call.knowledge, _raw_orders(call))
 
 
@@ -50,6 +74,7 @@ ORDER_SELECT = ServiceDefinition(
     evaluate=evaluate,
     needs=_PARTS,
     drugs=_DRUGS,
+    no_card_because=no_card_because,
 )
 
 ORDER_SIGN = ServiceDefinition(
@@ -61,4 +86,5 @@ ORDER_SIGN = ServiceDefinition(
     evaluate=evaluate,
     needs=_PARTS,
     drugs=_DRUGS,
+    no_card_because=no_card_because,
 )

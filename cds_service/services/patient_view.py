@@ -6,8 +6,13 @@ from typing import Any
 
 from cds_service.cards.dexamethasone import trial_status
 from cds_service.cards.eligibility import eligibility_card
+from cds_service.fhir.assemble import Parse, add_prefetched, prefetched_none
+from cds_service.fhir.parse import parse_resource
 from cds_service.fhir.prefetch import TEMPLATES, templates
+from cds_service.fhir.record import PatientRecord
 from cds_service.hooks.registry import ServiceDefinition
+from cds_service.hooks.request import HookRequest
+from cds_service.knowledge.model import Knowledge
 from cds_service.rules.dexamethasone import situation
 from cds_service.rules.eligibility import NOT_ELIGIBLE, assess, has_myeloma
 from cds_service.rules.enrolment import Enrolment
@@ -36,6 +41,22 @@ def _eligibility(call: ServiceCall, enrolled: Enrolment | None) -> list[dict[str
     return [eligibility_card(assessment, call.knowledge, enrolled)]
 
 
+def no_card_because(request: HookRequest, record: PatientRecord, knowledge: Knowledge,
+                    parse: Parse = parse_resource) -> str | None:
+    """Why no card can come before the rest of the record is read: the prefetch holds the patient's
+    enrolments and conditions, there is no enrolment and no multiple myeloma condition (the trial-status
+    card needs the one, the eligibility card the other). Only the conditions are read to tell; exactly
+    where `evaluate` answers no card (tests/services/test_no_card_because.py)."""
+    if not prefetched_none(request, "researchSubjects"):
+        return None
+    # A record of its own: the call's record gets the conditions again, with the rest, if this answers None.
+    conditions = PatientRecord(patient_id=record.patient_id)
+    if not add_prefetched(conditions, request, "conditions", parse=parse) \
+            or has_myeloma(conditions, knowledge):
+        return None
+    return "no enrolment in any study and no multiple myeloma condition"
+
+
 def evaluate(call: ServiceCall) -> list[dict[str, Any]]:
     """The trial-status card for a patient on study treatment (saying what the record shows against the arm:
     dexamethasone given in a cycle without it, an arm A cycle without it by its last day); the eligibility
@@ -59,4 +80,5 @@ PATIENT_VIEW = ServiceDefinition(
     prefetch=templates(*_PARTS),
     evaluate=evaluate,
     needs=_NEEDS,
+    no_card_because=no_card_because,
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from cds_service.fhir.parse import ParseCache, parse_resource
@@ -20,6 +22,18 @@ def test_repeated_content_is_validated_once(monkeypatch):
     assert first is second and len(calls) == 1
     other = cache.parse(dex_order(order_id="dex-2"))
     assert other.id == "dex-2" and len(calls) == 2
+
+
+def test_content_that_differs_only_in_its_json_types_shares_no_entry():
+    cache = ParseCache(16)
+    integer, decimal = cache.parse(dex_order(dose=40)), cache.parse(dex_order(dose=40.0))
+    assert integer is not decimal
+    text = dex_order()
+    text["dosageInstruction"][0]["text"] = "1"
+    number = dex_order()
+    number["dosageInstruction"][0]["text"] = "1 "
+    assert cache.parse(text) is not cache.parse(number)
+    assert cache.parse(text) is cache.parse(copy.deepcopy(text))
 
 
 def test_failures_are_remembered_and_raised_again(monkeypatch):

@@ -122,3 +122,10 @@ def test_regimen_for_a_care_plan_canonical(knowledge):
     assert knowledge.regimen_for_canonical("PlanDefinition/ikema-arm-b").key == "IKEMA"
     assert knowledge.regimen_for_canonical("https://elsewhere.example/PlanDefinition/KDN5") is None
     assert knowledge.regimen_for_canonical(None) is None
+
+
+def test_the_block_of_every_cycle_is_the_first_that_covers_it(knowledge):
+    # Looked up from a table: the same answer as searching the blocks, inside and past the listed cycles.
+    for regimen in knowledge.regimens:
+        for cycle in range(-1, 40):
+            assert regimen.block(cycle) == next((b for b in regimen.blocks if b.covers(cycle)), None)

@@ -118,3 +118,26 @@ def test_site_codes_for_an_unknown_value_set_are_refused(tmp_path):
     site.write_text("[]")
     with pytest.raises(ConfigError, match="must hold ValueSets"):
         load_knowledge(Config().plan_definitions, site)
+
+
+def test_a_text_searched_again_gives_the_same_answer_and_new_names_are_not_hidden():
+    from cds_service.knowledge.terminology import CodeSet
+
+    names = CodeSet(key="k", url="u", title="t", names={"isatuximab"})
+    names.finish({})
+    assert names.match_text("Isatuximab 10 mg/kg").text == "Isatuximab"
+    assert names.match_text("Isatuximab 10 mg/kg").text == "Isatuximab"  # remembered
+    assert names.match_text("pomalidomide") is None
+    names.names.add("pomalidomide")
+    names.finish({})  # a set whose names change is finished again: what it remembered goes
+    assert names.match_text("pomalidomide").text == "pomalidomide"
+
+
+def test_words_found_again_are_the_same_and_a_caller_cannot_change_them():
+    from cds_service.knowledge.terminology import CodeSet, WordMatcher
+
+    oral = CodeSet(key="oral", url="u", title="t", names={"per os", "oral"})
+    matcher = WordMatcher({"systemic": oral})
+    first = matcher.find("40 mg per os")
+    first.clear()
+    assert [(h.label, h.text) for h in matcher.find("40 mg per os")] == [("systemic", "per os")]
