@@ -8,9 +8,11 @@ the suite's today is 2026-11-24.
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
-from cds_service.rules.criteria import possible_regimens
+from cds_service.rules.criteria import _years_before, possible_regimens
 from cds_service.rules.facts import Facts
 from tests.fixtures.eligibility.builders import (
     ICD10,
@@ -530,3 +532,10 @@ def test_the_same_drugs_again_are_said_to_be_resumed_or_a_retreatment(knowledge)
         "1 prior line of 2+ cycles: bortezomib + lenalidomide + dexamethasone from 2025-08-11 (168 days); "
         "bortezomib + lenalidomide + dexamethasone from 2026-03-19 (84 days), same drugs as the line before: "
         "resumed or retreatment")
+
+
+def test_three_years_before_a_29_february_is_the_28th():
+    # E6's window on a leap day: the year before has no 29 February, so the window opens on the 28th.
+    assert _years_before(date(2028, 2, 29), 3) == date(2025, 2, 28)
+    assert _years_before(date(2028, 2, 29), 4) == date(2024, 2, 29)
+    assert _years_before(date(2026, 11, 24), 3) == date(2023, 11, 24)
