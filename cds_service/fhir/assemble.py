@@ -140,26 +140,30 @@ def draft_record(request: HookRequest, parse: Parse = parse_resource) -> Patient
     return record
 
 
+def whole_prefetch(request: HookRequest, part: str) -> list[dict[str, Any]] | None:
+    """The resources of a part when the prefetch holds the whole of it (usable and unpaged), else None."""
+    value = request.prefetch.get(part)
+    gap, resources = read_prefetch(value)
+    if part not in TEMPLATES or gap is not None or safe.next_link(value) is not None:
+        return None
+    return resources
+
+
 def prefetched_none(request: HookRequest, part: str) -> bool:
     """Whether the prefetch holds the whole of a part and it has no resource of the part's type: a usable,
     unpaged Bundle whose entries are all of other types (or none), as a search that found nothing."""
-    value = request.prefetch.get(part)
-    if part not in TEMPLATES or safe.resource_type(value) != "Bundle":
+    if safe.resource_type(request.prefetch.get(part)) != "Bundle":
         return False
-    gap, resources = read_prefetch(value)
-    if gap is not None or safe.next_link(value) is not None:
-        return False
-    expected = TEMPLATES[part][0]
-    return all(safe.resource_type(raw) != expected for raw in resources)
+    resources = whole_prefetch(request, part)
+    return resources is not None and all(safe.resource_type(raw) != TEMPLATES[part][0] for raw in resources)
 
 
 def add_prefetched(record: PatientRecord, request: HookRequest, part: str, keep: Keep | None = None,
                    parse: Parse = parse_resource) -> bool:
-    """File a part into the record when the prefetch holds the whole of it (usable, unpaged); False, and
+    """File a part into the record when the prefetch holds the whole of it (`whole_prefetch`); False, and
     the record untouched, when it does not."""
-    value = request.prefetch.get(part)
-    gap, resources = read_prefetch(value)
-    if part not in TEMPLATES or gap is not None or safe.next_link(value) is not None:
+    resources = whole_prefetch(request, part)
+    if resources is None:
         return False
     add_part(record, part, resources, keep, parse)
     return True
