@@ -122,20 +122,18 @@ class Runtime:
                     if service.no_card_because else None)
         if why_none is not None:
             log_fields["noCardBecause"] = why_none
-            log_fields["evaluateMs"] = round((time.perf_counter() - started) * 1000, 1)
-            log_fields["cards"] = 0
-            self.audit.cards_shown(service.id, request, record, [], replace(caller, site=chosen.site))
-            events.emit("cards", service=service.id, cards=[])
-            return cds_response([])
-        record = assemble_record(request, service.needs, wants=service.prefetch, fhir=self.fhir,
-                                 keep=self.keep.get(service.id), parse=self.parse_cache.parse, record=record)
-        log_fields["loadMs"] = round((time.perf_counter() - started) * 1000, 1)
-        log_fields.update(fhirRequests=record.fhir_requests, fhirCacheHits=record.fhir_cache_hits)
-        started = time.perf_counter()
-        call = ServiceCall(request=request, record=record, knowledge=knowledge, today=self.today(),
-                           config=self.config,
-                           base_url=self.public_base(base_url() if callable(base_url) else base_url))
-        response = cds_response(served_links(service.evaluate(call), knowledge, call.base_url))
+            response = cds_response([])
+        else:
+            record = assemble_record(request, service.needs, wants=service.prefetch, fhir=self.fhir,
+                                     keep=self.keep.get(service.id), parse=self.parse_cache.parse,
+                                     record=record)
+            log_fields["loadMs"] = round((time.perf_counter() - started) * 1000, 1)
+            log_fields.update(fhirRequests=record.fhir_requests, fhirCacheHits=record.fhir_cache_hits)
+            started = time.perf_counter()
+            call = ServiceCall(request=request, record=record, knowledge=knowledge, today=self.today(),
+                               config=self.config,
+                               base_url=self.public_base(base_url() if callable(base_url) else base_url))
+            response = cds_response(served_links(service.evaluate(call), knowledge, call.base_url))
         log_fields["evaluateMs"] = round((time.perf_counter() - started) * 1000, 1)
         log_fields["cards"] = len(response["cards"])
         self.audit.cards_shown(service.id, request, record, response["cards"],
