@@ -940,3 +940,18 @@ def test_a_clock_without_regimens_on_cycle_1_day_1_says_regimen_unknown(knowledg
     facts = order_facts(record.draft_orders[0], record, knowledge, TODAY, PARIS)
     found = only(dex._order_findings(facts, place.enrolled, replace(place.clock, regimens=()), record, knowledge))
     assert found.missing == ("regimen unknown",)
+
+
+# --- the order hooks' short cut: could any draft be dexamethasone? -------------------------------------
+
+
+@pytest.mark.parametrize(("selections", "could"), [
+    ((), True),  # every draft counts: the dexamethasone one too
+    (("MedicationRequest/ond",), False),  # order-select on the antiemetic: the dexamethasone draft is not asked
+    (("MedicationRequest/dex",), True),
+    (("MedicationRequest/unknown",), True),  # none matches: all are checked, as evaluate_orders does
+])
+def test_orders_could_be_dex_reads_the_selected_drafts(knowledge, selections, could):
+    ondansetron = medication_request("ondansetron 8 mg", TODAY, "ond", status="draft")
+    record = record_of("order-select", (ondansetron, dex_order(TODAY, order_id="dex")), selections=selections)
+    assert dex.orders_could_be_dex(record, knowledge, record.selections) is could
