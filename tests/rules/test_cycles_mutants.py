@@ -7,14 +7,24 @@ CarePlan unless given, Europe/Paris.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 
 import pytest
 
 from cds_service.knowledge.regimens import CycleBlock, DoseOption, DrugAction, Regimen
-from cds_service.rules.cycles import _alike, _on_a_later_day
+from cds_service.rules.cycles import NO_START, _alike, _on_a_later_day
 from tests.rules.scenario import C1D1, administration, care_plan, day_of, research_subject
-from tests.rules.test_cycle_clock import STANDARD, clock_of, course, isa_order, undated_subject
+from tests.rules.test_cycle_clock import (
+    DELAYED_C2,
+    POMALIDOMIDE,
+    STANDARD,
+    clock_of,
+    course,
+    isa,
+    isa_order,
+    undated_subject,
+)
 
 CARFILZOMIB = administration("carfilzomib", C1D1, "cfz-1")
 BOTH = "not recorded (no regimen CarePlan, and both ICARIA and IKEMA drugs given)"
@@ -246,3 +256,183 @@ def test_an_infusion_near_a_site_regimens_day_2_isatuximab_is_of_that_cycle():
     regimen = _site_regimen((1, None, (1, 2, 15), (1, 15), 40))
     assert _on_a_later_day(regimen, 2, 3)  # day 4: within the slack of day 2
     assert not _on_a_later_day(regimen, 2, 6)  # day 7: near no isatuximab day
+
+
+# The survivors of the run after the anchors memo (issue 14): the off-calendar doubt, the windows without
+# a cycle and their reach, c1d1_how when cycle 1 day 1 is refused, and the boundaries of the course checks.
+
+def _off(cycle: int, day: int) -> str:
+    """The doubt of tests/rules/test_cycle_clock.py's isa(cycle, day) given off an isatuximab day."""
+    return (f"isatuximab was given on {day_of(cycle, day).isoformat()} (MedicationAdministration/isa-260901-"
+            f"{cycle}-{day}-late0), cycle {cycle} day {day}, not an isatuximab day: a cycle may have been delayed")
+
+
+def test_an_infusion_off_an_isatuximab_day_is_a_doubt(knowledge):
+    clock = clock_of(knowledge, research_subject(), care_plan(), *course(*STANDARD, (2, 8)))
+    assert clock.doubts == (_off(2, 8),)
+
+
+def test_of_several_infusions_off_an_isatuximab_day_only_the_latest_is_named(knowledge):
+    clock = clock_of(knowledge, research_subject(), care_plan(), *course(*STANDARD, (1, 4), (2, 8), (2, 22)))
+    assert clock.doubts == (_off(2, 22),)
+
+
+def test_an_infusion_the_record_cannot_place_does_not_hide_a_later_one_off_the_calendar(knowledge):
+    """Cycle 2 began 7 days late; an infusion on 29 October falls where the calendar says cycle 3 and the
+    count from the delay cycle 2 (no cycle), and a later one is on day 8 of the delayed cycle 3."""
+    clock = clock_of(knowledge, research_subject(), care_plan(), *DELAYED_C2, isa(3, 3), isa(3, 8), isa(3, 15))
+    assert clock.position(day_of(3, 3)) is None
+    assert clock.doubts[1] == (
+        "isatuximab was given on 2026-11-10 (MedicationAdministration/isa-260901-3-15-late0), cycle 3 day 8, "
+        "not an isatuximab day: a cycle may have been delayed")
+
+
+def _site_knowledge(knowledge, *regimens: Regimen):
+    """The knowledge as a site sees it (Knowledge.for_site): its adaptations in place of the published ones."""
+    keys = {(r.key, r.arm) for r in regimens}
+    return replace(knowledge, regimens=(*regimens, *(r for r in knowledge.regimens if (r.key, r.arm) not in keys)))
+
+
+# A site that gives isatuximab weekly in cycles 1 and 2 (sites may change the days of each drug).
+WEEKLY_C2 = _site_regimen((1, 1, (1, 8, 15, 22), (1, 8, 15, 22), 40), (2, 2, (1, 8, 15, 22), (1, 8, 15, 22), 40),
+                          (3, None, (1, 15), None, 0))
+
+
+def test_a_missing_day_1_is_judged_by_the_next_cycles_own_isatuximab_days(knowledge):
+    """Cycle 2 day 1 is not recorded, its day 8 is: a day 8 of this site's cycle 2, not a delayed cycle 2."""
+    site = _site_knowledge(knowledge, WEEKLY_C2)
+    clock = clock_of(site, research_subject(), POMALIDOMIDE, *course((1, 1), (1, 8), (1, 15), (1, 22), (2, 8)))
+    assert (clock.regimen, clock.doubts) == (WEEKLY_C2, ())
+    assert clock.position(day_of(3, 1)) == (3, 1)
+
+
+def test_while_the_stratum_is_unknown_an_isatuximab_day_of_either_regimen_is_not_off_the_calendar(knowledge):
+    site = _site_knowledge(knowledge, WEEKLY_C2)
+    clock = clock_of(site, research_subject(), *course((1, 1), (1, 8), (1, 15), (1, 22), (2, 1), (2, 8)))
+    assert len(clock.regimens) == 2 and clock.position(day_of(2, 8)) == (2, 8)
+    assert clock.doubts == ()
+
+
+def test_the_infusion_of_cycle_1_day_1_is_not_among_those_that_date_later_cycles(knowledge):
+    """`given` is what dates the later cycles, and what the card's "isatuximab given" line names."""
+    clock = clock_of(knowledge, research_subject(), care_plan(), *course((1, 1), (1, 8)))
+    assert clock.given == ((day_of(1, 8), "MedicationAdministration/isa-260901-1-8-late0"),)
+    alone = clock_of(knowledge, research_subject(), *course((1, 1)))
+    assert (alone.c1d1, alone.given) == (C1D1, ())
+
+
+def test_a_cycle_2_delayed_by_a_whole_cycle_leaves_every_day_of_it_without_a_cycle(knowledge):
+    """Day 3 of the delayed cycle 2 is calendar cycle 3 day 3: its day number must not pass for the cycle."""
+    clock = clock_of(knowledge, research_subject(), care_plan(), *course((1, 1), (1, 8), (1, 15), (1, 22)),
+                     isa(2, 1, shift=28), isa(2, 15, shift=28))
+    assert clock.position(day_of(3, 3)) is None
+    assert clock.unclear(day_of(3, 3)) == (
+        "2026-10-29 is cycle 3 day 3 by the calendar from cycle 1 day 1 (2026-09-01), but cycle 2 day 3 counting "
+        "from the isatuximab given (cycle 2 day 1 on 2026-10-27)")
+    assert clock.doubts[1] == (
+        "from 2026-10-27 to 2026-11-23 the cycle cannot be told: 2026-10-27 is cycle 3 day 1 by the calendar "
+        "from cycle 1 day 1 (2026-09-01), but cycle 2 day 1 counting from the isatuximab given (cycle 2 day 1 "
+        "on 2026-10-27)")
+
+
+def test_a_delayed_cycle_3_moves_the_day_1_of_cycle_4(knowledge):
+    clock = clock_of(knowledge, research_subject(), care_plan(),
+                     *course((1, 1), (1, 8), (1, 15), (1, 22), (2, 1), (2, 15)), isa(3, 1, shift=7))
+    assert (clock.cycle_start(3), clock.cycle_start(4)) == (day_of(3, 8), day_of(4, 8))
+
+
+def test_a_plan_earlier_than_the_first_isatuximab_that_fits_both_calendars_is_a_problem(knowledge):
+    clock = clock_of(knowledge, research_subject(), care_plan(), isa(1, 1, shift=7))
+    assert (clock.c1d1, clock.c1d1_how) == (None, "unknown")
+    assert clock.problems == (
+        "CarePlan/cp-1 starts on 2026-09-01 but isatuximab was first given on 2026-09-08 "
+        "(MedicationAdministration/isa-260901-1-1-late7): a late start or a cycle 1 day 1 infusion missing "
+        "from the record, the record does not tell which",)
+
+
+CONTRADICTORY = (care_plan(), care_plan("ikema-arm-b", plan_id="cp-2"))
+TWO_REGIMENS = "CarePlans name more than one regimen (ICARIA, IKEMA)"
+
+
+@pytest.mark.parametrize(("subject", "resources", "problem"), [
+    (research_subject(), (care_plan("icaria-arm-a"), *course(*STANDARD)),
+     "CarePlan/cp-1 follows the arm A version of ICARIA, the ResearchSubject says arm B"),
+    (undated_subject(), (*CONTRADICTORY, *course((1, 1))), TWO_REGIMENS),
+    (undated_subject(), (isa(1, 1, c1d1=C1D1 - timedelta(days=84)), *course(*STANDARD)),
+     "the enrolment has no date and isatuximab stopped on 2026-06-09, then restarted on 2026-09-01: a pause in "
+     "the study course cannot be told from a previous line"),
+    (research_subject(), (), NO_START),
+], ids=["other-arm-plan", "contradictory-plans-undated", "pause-of-three-cycles", "nothing-recorded"])
+def test_when_a_problem_refuses_cycle_1_day_1_its_source_is_unknown(knowledge, subject, resources, problem):
+    """The start found (a plan, the first isatuximab) is not named when a problem refuses it."""
+    clock = clock_of(knowledge, subject, *resources)
+    assert (clock.c1d1, clock.c1d1_how, clock.problems) == (None, "unknown", (problem,))
+
+
+def test_contradictory_plans_before_a_late_first_isatuximab_are_could_not_verify(knowledge):
+    clock = clock_of(knowledge, research_subject(), *CONTRADICTORY, isa(1, 1, shift=7), isa(1, 8, shift=7))
+    assert (clock.c1d1, clock.problems[0]) == (None, TWO_REGIMENS)
+    assert clock.problems[1].endswith("the record does not tell which")
+
+
+def test_without_an_enrolment_date_a_regimen_plan_keeps_the_course_running_after_its_last_isatuximab(knowledge):
+    clock = clock_of(knowledge, undated_subject(), care_plan(), *course((1, 1)))
+    assert (clock.c1d1, clock.c1d1_how, clock.problems, clock.doubts) == (C1D1, "CarePlan/cp-1 period.start", (), ())
+    assert clock.stale_after is None
+    assert clock.position(day_of(3, 1)) == (3, 1)
+
+
+@pytest.mark.parametrize(("after", "c1d1", "doubt"), [
+    (28, C1D1, "CarePlan/cp-1 starts on 2026-09-29, 28 days after isatuximab was first given (2026-09-01, "
+               f"{ISA}): cycles are counted from what was given"),
+    (29, date(2026, 9, 30), "the enrolment has no date: isatuximab given or ordered from 2026-09-01 to 2026-09-01 "
+                            "is taken for a previous line (more than 28 days before the next)"),
+], ids=["a-cycle-after", "more-than-a-cycle-after"])
+def test_without_an_enrolment_date_a_plan_more_than_a_cycle_after_the_isatuximab_is_a_new_course(
+        knowledge, after, c1d1, doubt):
+    clock = clock_of(knowledge, undated_subject(), care_plan(start=C1D1 + timedelta(days=after)), *course((1, 1)))
+    assert (clock.c1d1, clock.problems, clock.doubts) == (c1d1, (), (doubt,))
+
+
+def test_without_an_enrolment_date_isatuximab_resumed_after_more_than_three_cycles_is_a_new_line(knowledge):
+    """Three cycles (84 days) is still a pause or a new line (test_when_a_problem_refuses_cycle_1_day_1_its_source_is_unknown)."""
+    clock = clock_of(knowledge, undated_subject(), isa(1, 1, c1d1=C1D1 - timedelta(days=85)), *course(*STANDARD))
+    assert (clock.c1d1, clock.problems) == (C1D1, ())
+    assert clock.doubts == ("the enrolment has no date: isatuximab given or ordered from 2026-06-08 to 2026-06-08 "
+                            "is taken for a previous line (more than 28 days before the next)",)
+
+
+def test_without_an_enrolment_date_a_previous_lines_pomalidomide_does_not_tell_the_stratum(knowledge):
+    old = administration("pomalidomide", date(2025, 3, 1), "pom-old")
+    clock = clock_of(knowledge, undated_subject(), old, CARFILZOMIB, *course(*STANDARD))
+    assert clock.regimen.key == "IKEMA"
+    assert clock.regimen_how == "MedicationAdministration/cfz-1 (IKEMA drug given in the study course)"
+
+
+def _undated_delayed_c2(last: int) -> tuple[dict, ...]:
+    """Cycle 2 began 3 days late (2 October), isatuximab every 14 days after it, the last `last` days after it."""
+    c2 = day_of(2, 1) + timedelta(days=3)
+    later = [administration("isatuximab", c2 + timedelta(days=days), f"isa-d{days}")
+             for days in (*range(0, 84, 14), last)]
+    return (POMALIDOMIDE, *course((1, 1), (1, 8), (1, 15), (1, 22)), *later)
+
+
+DELAY_3 = ("cycle 2 day 1 isatuximab was given on 2026-10-02 (MedicationAdministration/isa-d0), 3 days after the "
+           "calendar's day 1: cycle 2 may have been delayed, later cycles are counted from it")
+WINDOW_3 = ("from 2026-10-27 to 2026-10-29 the cycle cannot be told: 2026-10-27 is cycle 3 day 1 by the calendar "
+            "from cycle 1 day 1 (2026-09-01), but cycle 2 day 26 counting from the isatuximab given (cycle 2 day 1 "
+            "on 2026-10-02)")
+
+
+@pytest.mark.parametrize(("last", "doubts"), [
+    # The last day looked at is the latest delayed day 1 plus the days of delay and four cycles (cycle 3, the
+    # last cycle definition, and one more): 2 October + 3 + 112 days = 25 January 2027. With the last
+    # isatuximab 84 days after the delay, the course is not known to run from that very day.
+    (84, (DELAY_3, WINDOW_3, "from 2027-01-25 the cycle cannot be told: no isatuximab is recorded after 2027-01-24 "
+                             "and the enrolment has no date: 2027-01-25 may not be in the study course")),
+    (85, (DELAY_3, WINDOW_3)),
+], ids=["stale-from-the-last-day-looked-at", "stale-after-it"])
+def test_the_dates_a_delay_leaves_without_a_cycle_are_looked_for_up_to_four_cycles_after_cycle_3(
+        knowledge, last, doubts):
+    clock = clock_of(knowledge, undated_subject(), *_undated_delayed_c2(last))
+    assert clock.doubts == doubts
