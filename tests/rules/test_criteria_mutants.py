@@ -26,10 +26,12 @@ from tests.fixtures.eligibility.builders import (
     given,
     line,
     observation,
+    order,
     procedure,
     research_study,
     research_subject,
     response,
+    statement,
 )
 from tests.rules.test_eligibility_criteria import (
     ANOTHER_LINE_LATER,
@@ -539,3 +541,134 @@ def test_three_years_before_a_29_february_is_the_28th():
     assert _years_before(date(2028, 2, 29), 3) == date(2025, 2, 28)
     assert _years_before(date(2028, 2, 29), 4) == date(2024, 2, 29)
     assert _years_before(date(2026, 11, 24), 3) == date(2023, 11, 24)
+
+
+def _mcode(resource: dict) -> dict:
+    return {**resource, "meta": {"profile": [
+        "http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-primary-cancer-condition"]}}
+
+
+def test_an_allogeneic_transplant_without_a_date_is_said_undated(knowledge):
+    result = evaluate(knowledge, base(procedure("30243Y3", rid="allo", when=None)), "E4")
+    assert (result.status, result.reason, result.evidence) == (
+        "not-met", "allogeneic transplant (30243Y3, undated)", ("Procedure/allo",))
+
+
+def test_a_relapse_code_and_another_myeloma_with_status_relapse_are_both_shown(knowledge):
+    relapse = condition("109989006", SNOMED, rid="mm-2", clinical="relapse")
+    result = evaluate(knowledge, base(relapse), "I2")
+    assert (result.status, result.reason, result.evidence) == (
+        "met", "multiple myeloma in relapse (C90.02; 109989006, status relapse)",
+        ("Condition/p1-mm", "Condition/mm-2"))
+
+
+def test_a_relapse_code_ended_without_a_status_says_so(knowledge):
+    ended = condition("C90.02", rid="mm", clinical=None, abatement=day(365))
+    result = evaluate(knowledge, base(ended, drop=kind("Condition", "C90")), "I2")
+    assert (result.status, result.reason, result.evidence) == (
+        "unknown", "coded in relapse (C90.02) but its status says ended (abatement recorded) — needs review",
+        ("Condition/mm",))
+
+
+def test_a_regimen_shorter_than_two_cycles_is_not_listed_among_the_prior_lines(knowledge):
+    short = line(("pomalidomide", "dexamethasone"), start_days_ago=100, cycles=1, prefix="pd")
+    result = evaluate(knowledge, base(*short), "I3")
+    assert (result.status, result.reason) == (
+        "met",
+        "1 prior line of 2+ cycles: bortezomib + lenalidomide + dexamethasone from 2025-08-11 (168 days)")
+    # Still the evidence: the card shows every order the derivation read.
+    assert "MedicationRequest/pd-pomalidomide-1" in result.evidence
+
+
+def test_an_undecided_line_count_lists_the_regimens_then_each_note(knowledge):
+    resources = base(statement("lenalidomide", rid="len", start=day(300)),
+                     statement("bortezomib", rid="btz", start=None),
+                     order("dexamethasone", rid="dex", start=day(900), end=day(800)),
+                     drop=kind("MedicationRequest"))
+    result = evaluate(knowledge, resources, "I3")
+    assert (result.status, result.reason) == (
+        "unknown", "0–2 prior lines (lenalidomide from 2026-01-28 (1 days), end not known; dexamethasone "
+        "alone is not counted as a line; 1 undated anti-myeloma order(s)) — needs review")
+
+
+def test_another_malignancy_ended_just_before_midnight_utc_is_dated_in_the_patients_day(knowledge):
+    """23:30 UTC on 23 November 2023 is 24 November in Paris: exactly three years before today, so within."""
+    ended = condition("C61", rid="pc", clinical="resolved", abatement="2023-11-23T23:30:00Z")
+    result = evaluate(knowledge, base(ended), "E6")
+    assert (result.status, result.reason) == (
+        "not-met",
+        "other malignancy within 3 years: C61 ended 2023-11-24 (unless the investigator considers it cured)")
+
+
+def test_an_active_malignancy_without_any_date_shows_no_empty_date(knowledge):
+    result = evaluate(knowledge, base(condition("C61", rid="pc")), "E6")
+    assert (result.status, result.reason) == (
+        "not-met", "other malignancy within 3 years: C61 active (unless the investigator considers it cured)")
+
+
+def test_a_malignancy_last_known_present_three_years_ago_to_the_day_may_be_within(knowledge):
+    # Resolved without an end: it ended between its onset and its recorded date, the window's first day.
+    resolved = condition("C61", rid="pc", clinical="resolved", onset="2020-01-01", recorded="2023-11-24")
+    result = evaluate(knowledge, base(resolved), "E6")
+    assert (result.status, result.reason, result.evidence) == (
+        "unknown", "other malignancy: C61 resolved, end not recorded (onset 2020-01-01; recorded "
+        "2023-11-24): not known whether within 3 years — needs review", ("Condition/pc",))
+
+
+@pytest.mark.parametrize(("resources", "status", "reason"), [
+    # An ICD-10 malignancy with an mCODE profile is dated like any other, not also "not coded in ICD-10".
+    ((_mcode(condition("C61", rid="pc", clinical="resolved", onset=day(2200), abatement=day(1900))),), "met",
+     "other malignancy more than 3 years ago: C61 ended 2021-09-11"),
+    # mCODE profiles the myeloma itself as a primary cancer: that is no other malignancy.
+    ((_mcode(condition("C90.02", rid="p1-mm", onset="2019-05-02")),), "met", "no other malignancy recorded"),
+    ((_mcode(condition("254637007", SNOMED, rid="lung", verification="entered-in-error")),), "met",
+     "no other malignancy recorded"),
+    ((_mcode(condition("254637007", SNOMED, rid="lung")),), "unknown",
+     "other malignancy: cancer condition 254637007 not coded in ICD-10 — needs review"),
+], ids=["icd10-with-profile", "myeloma-with-profile", "entered-in-error", "snomed-with-profile"])
+def test_e6_reads_mcode_cancer_conditions(knowledge, resources, status, reason):
+    result = evaluate(knowledge, base(*resources, drop=kind("Condition")), "E6")
+    assert (result.status, result.reason) == (status, reason)
+
+
+@pytest.mark.parametrize(("resources", "status", "reason"), [
+    ((condition("C50.911", rid="bc", onset=day(100)), condition("C61", rid="pc", clinical="resolved",
+                                                              abatement=day(300))), "not-met",
+     "other malignancy within 3 years: C50.911 active (onset 2026-08-16); C61 ended 2026-01-28 (unless the "
+     "investigator considers it cured)"),
+    ((condition("C61", rid="pc", clinical="resolved"), condition("C50.911", rid="bc", clinical="resolved")),
+     "unknown",
+     "other malignancy: C61 without a precise date; C50.911 without a precise date — needs review"),
+    ((condition("C61", rid="pc", clinical="resolved", abatement=day(1900)),
+      condition("C50.911", rid="bc", clinical="resolved", abatement=day(2000))), "met",
+     "other malignancy more than 3 years ago: C61 ended 2021-09-11; C50.911 ended 2021-06-03"),
+], ids=["two-recent", "two-undated", "two-old"])
+def test_two_other_malignancies_are_both_listed(knowledge, resources, status, reason):
+    result = evaluate(knowledge, base(*resources), "E6")
+    evidence = tuple(f"Condition/{r['id']}" for r in resources)
+    assert (result.status, result.reason, result.evidence) == (status, reason, evidence)
+
+
+@pytest.mark.parametrize(("resources", "status", "reason", "evidence"), [
+    ((condition("C88.0", rid="wm"), condition("E85.81", rid="al")), "not-met",
+     "recorded: Waldenström macroglobulinaemia (C88.0); AL amyloidosis (E85.81)",
+     ("Condition/wm", "Condition/al")),
+    ((condition("E85.8", ICD10, rid="amy"),), "unknown",
+     "recorded: Amyloidosis, AL type not stated (E85.8) — which one the protocol means needs review",
+     ("Condition/amy",)),
+], ids=["two-disorders", "amyloidosis-type-not-stated"])
+def test_e8_names_each_disorder_recorded(knowledge, resources, status, reason, evidence):
+    result = evaluate(knowledge, base(*resources), "E8")
+    assert (result.id, result.status, result.reason, result.evidence) == ("E8", status, reason, evidence)
+
+
+def test_hiv_and_hepatitis_c_are_both_named(knowledge):
+    result = evaluate(knowledge, base(condition("B20", rid="hiv"), condition("B18.2", rid="hcv")), "E13")
+    assert (result.status, result.reason, result.evidence) == (
+        "not-met", "recorded: B20, B18.2", ("Condition/hiv", "Condition/hcv"))
+
+
+def test_an_unconfirmed_hiv_is_not_decided(knowledge):
+    result = evaluate(knowledge, base(condition("B20", rid="hiv", verification="unconfirmed")), "E13")
+    assert (result.status, result.reason, result.evidence) == (
+        "unknown", "B20 recorded as unconfirmed or resolved — serology needs review", ("Condition/hiv",))
