@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from cds_service import events
 from cds_service.config import Config
 from cds_service.errors import CdsError, ConfigError
 from cds_service.security.issuers import Issuer, load_issuers
@@ -188,6 +189,17 @@ def test_a_refusal_is_a_bare_401_asking_for_a_bearer_token_and_a_warning_in_the_
     assert (error.status, error.message, error.code, error.headers) == (
         401, "Unauthorized", "malformed_token", {"WWW-Authenticate": "Bearer"})
     assert record.levelno == logging.WARNING and record.fields == {"reason": "malformed_token", "issuer": None}
+
+
+def test_a_refusal_is_announced_with_its_reason_for_the_refusals_metric(issuers_file, caplog):
+    heard: list[tuple[str, dict]] = []
+    listener = lambda name, fields: heard.append((name, fields))  # noqa: E731
+    events.subscribe(listener)
+    try:
+        refusal(issuers_file, caplog, "Bearer not-a-jwt")
+    finally:
+        events.unsubscribe(listener)
+    assert heard == [("jwt_refused", {"reason": "malformed_token"})]
 
 
 def test_a_replayed_token_names_its_issuer_in_the_log(issuers_file, caplog):
