@@ -7,9 +7,10 @@ import time
 import uuid
 from typing import Any
 
-from flask import Flask, Response, g, json, request
+from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
+from cds_service import jsonio
 from cds_service.audit.store import open_audit_store
 from cds_service.config import Config
 from cds_service.errors import CdsError, operation_outcome
@@ -66,7 +67,7 @@ def build_runtime(config: Config) -> Runtime:
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    response = Response(json.dumps(body), status=status, mimetype="application/json")
+    response = Response(jsonio.dumps(body), status=status, mimetype="application/json")
     for key, value in (headers or {}).items():
         response.headers[key] = value
     return response

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sys
 import traceback
 from datetime import UTC, datetime
 from typing import Any
+
+from cds_service import jsonio
 
 # Callers never pass tokens or patient data to a logger; these patterns catch a mistake before it
 # reaches disk: compact JWS/JWT, bearer credentials and `access_token` values.
@@ -45,7 +46,7 @@ class JsonFormatter(logging.Formatter):
             entry.update(extra)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return scrub(json.dumps(entry, default=str, ensure_ascii=False))
+        return scrub(jsonio.dumps(entry, default=str))
 
     def formatException(self, ei) -> str:
         """Where the error happened (frames, exception types), never what it said.

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
+from cds_service import jsonio
 from cds_service.errors import CdsError, bad_request
 
 # Required context fields of each hook (HL7 cds-hooks-library: patient-view 1.0, order-select 1.0,
@@ -94,7 +95,7 @@ def read_json_body(data: bytes, content_type: str | None) -> Any:
     if not data.strip():
         raise bad_request("The request body is empty; a JSON object is required")
     try:
-        body = json.loads(data)
+        body = jsonio.loads(data)
     except (ValueError, RecursionError):
         # json's own message quotes the body: say where it broke, never what it contained.
         raise bad_request("The request body is not valid JSON") from None

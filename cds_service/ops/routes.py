@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Response, json, request
+from flask import Flask, Response, request
 
+from cds_service import jsonio
 from cds_service.errors import operation_outcome
 from cds_service.ops import health, metrics
 
@@ -14,7 +15,7 @@ OPS_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/metrics"})
 
 
 def _json(body: Any, status: int = 200) -> Response:
-    return Response(json.dumps(body), status=status, mimetype="application/json")
+    return Response(jsonio.dumps(body), status=status, mimetype="application/json")
 
 
 def register(app: Flask, runtime: Any) -> None:
