@@ -85,6 +85,10 @@ def _frames(tb: Any) -> list[str]:
 
 def configure_logging(level: str = "INFO", stream: Any = None) -> None:
     """Send every log record of the process, as JSON lines, to stderr (or the given stream)."""
+    # JsonFormatter writes none of the caller's file and line, thread or process: the logging HOWTO's
+    # "Optimization" switches spare each record the frame walk and lookups (a line per hook call).
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
