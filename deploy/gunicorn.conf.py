@@ -51,6 +51,9 @@ graceful_timeout = 10
 keepalive = 5
 # The service writes its own JSON request log (without query strings or tokens).
 accesslog = None
+
+# gunicorn's logger without the access-log lines nobody receives (cds_service/ops/access_log.py).
+logger_class = "cds_service.ops.access_log.QuietAccessLogger"
 errorlog = "-"
 loglevel = _config.log_level.lower()
 logconfig_dict = {
