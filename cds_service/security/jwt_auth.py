@@ -7,7 +7,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 from jwt.exceptions import (
@@ -21,7 +21,6 @@ from jwt.exceptions import (
 )
 
 from cds_service import events
-from cds_service.config import Config
 from cds_service.errors import CdsError
 from cds_service.logs import log_event
 from cds_service.security.caller import Caller
@@ -202,7 +201,30 @@ def _printable(value: Any) -> str | None:
     return value[:120] if isinstance(value, str) else None
 
 
-def replay_store(config: Config) -> ReplayStore:
+class AuthSettings(Protocol):
+    """What authentication reads of the service's settings (`cds_service.config.Config` has all of it;
+    the settings module sits above this package, which must not import it)."""
+
+    @property
+    def jwt_issuers(self) -> Path | None: ...
+
+    @property
+    def jwt_leeway_seconds(self) -> int: ...
+
+    @property
+    def redis_url(self) -> str | None: ...
+
+    @property
+    def replay_db(self) -> str: ...
+
+    @property
+    def workers(self) -> int: ...
+
+    @property
+    def base_url(self) -> str | None: ...
+
+
+def replay_store(config: AuthSettings) -> ReplayStore:
     """Redis when CDS_REDIS_URL is set; else the SQLite file CDS_REPLAY_DB (or memory for `:memory:`)."""
     if config.redis_url:
         return redis_store(config.redis_url)
@@ -211,7 +233,7 @@ def replay_store(config: Config) -> ReplayStore:
     return SqliteReplayStore(Path(config.replay_db).expanduser())
 
 
-def check_authentication(config: Config) -> None:
+def check_authentication(config: AuthSettings) -> None:
     """Load the issuers file and open the replay store once, so that `cds-service serve` refuses a
     broken one with its message before gunicorn starts (ConfigError)."""
     if config.jwt_issuers is not None:
@@ -219,7 +241,7 @@ def check_authentication(config: Config) -> None:
         replay_store(config)
 
 
-def build_authenticator(config: Config) -> JwtAuthenticator | None:
+def build_authenticator(config: AuthSettings) -> JwtAuthenticator | None:
     """The authenticator of CDS_JWT_ISSUERS, or None (the service is open) when it is unset.
 
     A broken issuers file, key file or replay store stops the start-up with a ConfigError.
