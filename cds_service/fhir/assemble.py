@@ -62,6 +62,8 @@ MODEL_TYPES = (*(t for t, _ in TEMPLATES.values()), *sorted(REFERENCED_TYPES))
 
 # Where the resources of the record's parts name their patient, and what a reference to one looks like.
 _PATIENT_FIELDS = ("subject", "patient", "individual")
+# Why a resource naming another patient is left out (Skipped.unreadable is False for it alone).
+OTHER_PATIENT = "it belongs to another patient than context.patientId"
 _PATIENT_REFERENCE = re.compile(r"(?:^|/)Patient/([^/]+)(?:/_history/[^/]+)?$")
 _REFERENCE = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/[A-Za-z0-9\-.]{1,64})?$")
 # FHIR issue type per kind of read failure, for the 412's per-part issues.
@@ -279,7 +281,7 @@ def select_and_parse(part: str, resources: Iterable[dict[str, Any]], keep: Keep 
             if keep is not None and part in _LIST_FIELDS and not keep(part, raw):
                 continue
             if patient_id is not None and _of_another_patient(part, raw, patient_id):
-                parsed.append((str(kind), "it belongs to another patient than context.patientId"))
+                parsed.append((str(kind), OTHER_PATIENT))
                 continue
         elif kind not in REFERENCED_TYPES:
             continue
@@ -424,7 +426,7 @@ def _note_unreadable_references(record: PatientRecord) -> None:
 
 
 def _skip(record: PatientRecord, kind: str, reason: str) -> None:
-    record.skipped.append(Skipped(kind, reason))
+    record.skipped.append(Skipped(kind, reason, unreadable=reason != OTHER_PATIENT))
     log_event(log, "resource skipped", logging.WARNING, resourceType=kind, reason=reason)
 
 

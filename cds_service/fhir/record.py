@@ -37,6 +37,9 @@ class Skipped:
 
     resource_type: str
     reason: str
+    # False for another patient's resource (left out on purpose); True for one that is not valid FHIR R4,
+    # which may hold what the rules need (a ResearchSubject that may be this study's enrolment).
+    unreadable: bool = True
 
 
 @dataclass

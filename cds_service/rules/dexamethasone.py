@@ -23,7 +23,7 @@ from cds_service.knowledge.model import Knowledge
 from cds_service.knowledge.regimens import DoseOption, Regimen
 from cds_service.rules.cycles import CycleClock, cycle_clock
 from cds_service.rules.dates import age_on
-from cds_service.rules.enrolment import Enrolment, enrolment, unreadable_studies
+from cds_service.rules.enrolment import Enrolment, enrolment, unreadable_studies, unreadable_subjects
 from cds_service.rules.medication import identify_drug, medication_of
 from cds_service.rules.orders import OrderFacts, order_facts
 
@@ -213,22 +213,7 @@ def evaluate_orders(
     orders = candidate_orders(record, selections)
     enrolled = enrolment(record, knowledge, zone)
     if enrolled is None:
-        doubtful = unreadable_studies(record, knowledge)
-        if not doubtful:
-            return []
-        why = f"the study of {', '.join(doubtful)} could not be read: it may be {knowledge.study.nct_id}"
-        return [
-            DexFinding(
-                "cannot-verify",
-                f.reference,
-                None,
-                facts=f,
-                evidence=(*f.evidence, *doubtful),
-                missing=("the study of a trial enrolment could not be read",),
-                notes=(why,),
-            )
-            for f in _systemic_dex(orders, record, knowledge, today, zone)
-        ]
+        return _enrolment_unreadable(orders, record, knowledge, today, zone)
     if not enrolled.on_treatment:
         return []
     findings = []
@@ -267,6 +252,39 @@ def evaluate_orders(
             continue
         findings += _order_findings(facts, enrolled, clock, record, knowledge)
     return findings
+
+
+def _enrolment_unreadable(
+    orders: list[Any], record: PatientRecord, knowledge: Knowledge, today: date, zone: ZoneInfo
+) -> list[DexFinding]:
+    """No readable enrolment in the study, but one the record cannot read may be it: a ResearchSubject whose
+    study cannot be read, or one that is not valid FHIR R4. Each systemic dexamethasone order cannot be
+    verified (an arm B patient's would need a warning); without such a subject, nothing."""
+    doubtful = unreadable_studies(record, knowledge)
+    broken = unreadable_subjects(record)
+    if not doubtful and not broken:
+        return []
+    nct = knowledge.study.nct_id
+    missing, notes = [], []
+    if doubtful:
+        missing.append("the study of a trial enrolment could not be read")
+        notes.append(f"the study of {', '.join(doubtful)} could not be read: it may be {nct}")
+    if broken:
+        missing.append("a trial enrolment could not be read")
+        notes.append(f"{broken} ResearchSubject{'s' if broken > 1 else ''} of the patient "
+                     f"{'are' if broken > 1 else 'is'} not valid FHIR R4: it may be the enrolment in {nct}")
+    return [
+        DexFinding(
+            "cannot-verify",
+            f.reference,
+            None,
+            facts=f,
+            evidence=(*f.evidence, *doubtful),
+            missing=tuple(missing),
+            notes=tuple(notes),
+        )
+        for f in _systemic_dex(orders, record, knowledge, today, zone)
+    ]
 
 
 def _systemic_dex(

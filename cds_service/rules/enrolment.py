@@ -108,6 +108,12 @@ def _order(enrolment: Enrolment) -> tuple[int, date]:
     return rank, enrolment.enrolled_on or date.min
 
 
+def unreadable_subjects(record: PatientRecord) -> int:
+    """How many of the patient's ResearchSubjects are not valid FHIR R4 (left out of the record): any of
+    them might be this study's enrolment."""
+    return sum(1 for s in record.skipped if s.resource_type == "ResearchSubject" and s.unreadable)
+
+
 def unreadable_studies(record: PatientRecord, knowledge: Knowledge) -> list[str]:
     """ResearchSubjects whose study could not be read: they might be this study's."""
     return [f"ResearchSubject/{s.id}" for s in record.research_subjects

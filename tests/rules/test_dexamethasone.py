@@ -136,6 +136,62 @@ def test_study_unreadable_beside_a_readable_other_study_names_only_the_unreadabl
     assert found.evidence == ("MedicationRequest/dex-1", "ResearchSubject/subj-x")
 
 
+# Ways an EHR writes a ResearchSubject that is not valid FHIR R4: each is left out of the record (with a
+# warning in the log), and may be this study's enrolment.
+BROKEN_SUBJECTS = {
+    "enrolment date in words": {"period": {"start": "twentieth of August"}},
+    "arm as an object": {"actualArm": {"text": "dexamethasone-free arm"}},
+    "study as text": {"study": "NCT06561854"},
+    "identifier as a string": {"identifier": "DXF-0042"},
+}
+BROKEN_NOTE = "1 ResearchSubject of the patient is not valid FHIR R4: it may be the enrolment in NCT06561854"
+
+
+@pytest.mark.parametrize("change", BROKEN_SUBJECTS.values(), ids=BROKEN_SUBJECTS.keys())
+def test_an_enrolment_that_is_not_valid_fhir_cannot_verify_each_systemic_dex_order(knowledge, change):
+    """An arm B patient whose ResearchSubject does not validate: no readable enrolment, but never silence."""
+    orders = (
+        dex_order(day_of(3, 1), order_id="dex-1"),
+        dex_order(day_of(3, 1), order_id="eye", route="eye drops"),
+        medication_request("paracetamol", day_of(3, 1), "para", status="draft"),
+    )
+    record = record_of("order-sign", orders, subjects=({**research_subject(), **change},))
+    assert record.research_subjects == [] and [s.resource_type for s in record.skipped] == ["ResearchSubject"]
+    found = only(evaluate_orders(record, knowledge, TODAY, PARIS))
+    assert (found.rule, found.order_ref, found.enrolled, found.clock) == (
+        "cannot-verify", "MedicationRequest/dex-1", None, None)
+    assert found.missing == ("a trial enrolment could not be read",)
+    assert found.notes == (BROKEN_NOTE,)
+    assert found.evidence == ("MedicationRequest/dex-1",)
+
+
+def test_two_broken_enrolments_beside_an_unreadable_study_are_all_said(knowledge):
+    broken = [{**research_subject(subject_id=f"subj-{i}"), **BROKEN_SUBJECTS["enrolment date in words"]}
+              for i in (1, 2)]
+    unknown = research_subject(study="ResearchStudy/unknown-study", subject_id="subj-x")
+    found = only(findings(knowledge, dex_order(day_of(3, 1)), subjects=(*broken, unknown), studies=()))
+    assert found.missing == ("the study of a trial enrolment could not be read",
+                             "a trial enrolment could not be read")
+    assert found.notes == (
+        "the study of ResearchSubject/subj-x could not be read: it may be NCT06561854",
+        "2 ResearchSubjects of the patient are not valid FHIR R4: it may be the enrolment in NCT06561854")
+    assert found.evidence == ("MedicationRequest/dex-1", "ResearchSubject/subj-x")
+
+
+def test_another_patients_enrolment_is_left_out_without_doubt(knowledge):
+    """Left out on purpose, not unreadable: it says nothing about this patient."""
+    other = research_subject(individual={"reference": "Patient/someone-else"})
+    record = record_of("order-sign", (dex_order(day_of(3, 1)),), subjects=(other,))
+    assert [s.unreadable for s in record.skipped] == [False]
+    assert evaluate_orders(record, knowledge, TODAY, PARIS) == []
+
+
+def test_a_broken_enrolment_beside_a_readable_one_leaves_the_readable_one_deciding(knowledge):
+    broken = {**research_subject(subject_id="subj-2"), **BROKEN_SUBJECTS["arm as an object"]}
+    found = only(findings(knowledge, dex_order(day_of(3, 1)), subjects=(research_subject(), broken)))
+    assert (found.rule, found.cycle) == ("dex-after-cycle-2", 3)
+
+
 @pytest.mark.parametrize("status", ["off-study", "withdrawn", "follow-up", "ineligible", "not-registered",
                                     "candidate", "eligible", "screening", "pending-on-study"])
 def test_not_on_study_treatment_gives_nothing(knowledge, status):
