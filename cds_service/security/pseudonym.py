@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Callable
+from functools import lru_cache
 
 # Used when CDS_PSEUDONYM_SALT is unset and nothing better is wired: drawn once per process (before
 # gunicorn forks, so its workers share it); keys then correlate within one run of the service only.
@@ -13,8 +14,19 @@ _PROCESS_SALT = secrets.token_hex(32)
 
 def pseudonym(value: str, salt: str) -> str:
     """A stable, non-reversible key for `value` under `salt` (HMAC-SHA256, 16 hex characters)."""
-    # hmac.digest: the same HMAC in one call into OpenSSL (a hook call makes one or two of these).
-    return hmac.digest(salt.encode(), value.encode(), "sha256").hex()[:16]
+    keyed = _keyed(salt).copy()
+    keyed.update(value.encode())
+    return keyed.hexdigest()[:16]
+
+
+@lru_cache(maxsize=8)
+def _keyed(salt: str) -> hmac.HMAC:
+    # The HMAC keyed once per salt and copied for each value (a hook call makes one or two): one-shot
+    # `hmac.digest` keys it again every time and lets go of the interpreter lock around its OpenSSL call,
+    # so under load the request thread then waits for the lock behind the others (bench/README.md). An
+    # update of a few bytes and the digest of a copy keep it. A salt is a setting or the audit store's:
+    # a handful per process.
+    return hmac.new(salt.encode(), digestmod="sha256")
 
 
 def pseudonymizer(salt: str | None = None) -> Callable[[str], str]:
