@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import glob
 import ipaddress
 import logging
@@ -135,13 +136,20 @@ def install(service_ids: Iterable[str], rule_ids: Iterable[str]) -> None:
 
 def observe_request(route: str, service: str | None, status: int, seconds: float) -> None:
     """A request to a hook or feedback route has been answered (called by app.py)."""
-    service_label = _one_of(service, _closed.services)
-    status_label = _one_of(status, STATUSES)
     if route == "/cds-services/<service_id>":
-        HOOK_CALLS.labels(service_label, status_label).inc()
-        HOOK_SECONDS.labels(service_label).observe(max(seconds, 0.0))
+        calls, latency = _hook_series(_one_of(service, _closed.services), _one_of(status, STATUSES))
+        calls.inc()
+        latency.observe(max(seconds, 0.0))
     elif route == "/cds-services/<service_id>/feedback":
-        FEEDBACK_POSTS.labels(service_label, status_label).inc()
+        FEEDBACK_POSTS.labels(_one_of(service, _closed.services), _one_of(status, STATUSES)).inc()
+
+
+@functools.lru_cache(maxsize=len(STATUSES) * 8)
+def _hook_series(service: str, status: str) -> tuple[Any, Any]:
+    # Every hook call counts in these two: looking their children up by label takes a lock and a
+    # validation each time (half the cost of counting the call). The label values are from closed sets
+    # and prometheus_client keeps a child for as long as its metric.
+    return HOOK_CALLS.labels(service, status), HOOK_SECONDS.labels(service)
 
 
 def on_event(name: str, fields: dict[str, Any]) -> None:
