@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
@@ -9,6 +10,7 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.sansio.utils import get_current_url
 
 from cds_service import jsonio
 from cds_service.audit.store import open_audit_store
@@ -213,7 +215,14 @@ def _public_base(runtime: Runtime) -> str:
 
     Without CDS_BASE_URL it is built from the request's Host header, as the JWT audience is (see README).
     """
-    return (runtime.config.base_url or request.url_root).rstrip("/")
+    return (runtime.config.base_url or _root_url(request.scheme, request.host, request.root_path)).rstrip("/")
+
+
+@functools.lru_cache(maxsize=64)
+def _root_url(scheme: str, host: str, root_path: str) -> str:
+    # werkzeug's `request.url_root`, remembered: quoting it again for each call that carries a card cost
+    # more than the card's own links. Bounded, as the Host header is the client's.
+    return get_current_url(scheme, host, root_path)
 
 
 def _body(runtime: Runtime) -> bytes:
@@ -230,15 +239,21 @@ def _called_url(runtime: Runtime) -> str:
 
 def _cors(response: Response, runtime: Runtime) -> None:
     origins = runtime.config.cors_origins
-    origin = request.headers.get("Origin")
     if "*" in origins:
-        response.headers["Access-Control-Allow-Origin"] = "*"
-    elif origin and origin.rstrip("/") in origins:
+        # Set on every answer: added, not set, as no route writes these headers itself.
+        response.headers.extend(_CORS_ANY)
+        return
+    origin = request.headers.get("Origin")
+    if origin and origin.rstrip("/") in origins:
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers.add("Vary", "Origin")
-    else:
-        return
-    # Authorization must be named: the `*` wildcard of Allow-Headers does not cover it.
-    response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
-    response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
-    response.headers["Access-Control-Max-Age"] = "600"
+        response.headers.extend(_CORS_ALLOWED)
+
+
+# Authorization must be named: the `*` wildcard of Allow-Headers does not cover it.
+_CORS_ALLOWED = (
+    ("Access-Control-Allow-Headers", "Authorization, Content-Type"),
+    ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
+    ("Access-Control-Max-Age", "600"),
+)
+_CORS_ANY = (("Access-Control-Allow-Origin", "*"), *_CORS_ALLOWED)
