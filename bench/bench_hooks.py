@@ -150,19 +150,33 @@ def _pinned(cpus: set[int] | None):
 
 
 @contextlib.contextmanager
-def _server(command: list[str], env: dict[str, str], cpus: set[int] | None) -> Iterator[str]:
+def _server(command: list[str], env: dict[str, str], cpus: set[int] | None) -> Iterator[tuple[str, int]]:
     port = free_port()
     process = start_logged(command, cwd=REPO, env={**os.environ, **env, "PORT": str(port)},
                            preexec_fn=_pinned(cpus))
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(base + "/healthz", process, timeout=60)
-        yield base
+        yield base, process.pid
     finally:
         stop(process)
 
 
-def _wrk(url: str, body_file: Path, seconds: float, connections: int, cpus: set[int] | None) -> dict:
+def _cpu_ticks(root: int) -> int:
+    """CPU time (clock ticks, user + system) used so far by a server: the gunicorn master and its workers."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            # After the name: state, ppid, …; utime and stime are the 12th and 13th.
+            if int(stat.parent.name) == root or int(fields[1]) == root:
+                total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def _wrk(url: str, body_file: Path, seconds: float, connections: int, cpus: set[int] | None, *,
+         server: int | None = None) -> dict:
+    before = _cpu_ticks(server) if server else 0
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s",
                "-s", str(REPO / "bench" / "wrk_post.lua"), url, "--", str(body_file)]
     result = subprocess.run(command, capture_output=True, text=True, check=True,  # noqa: S603
@@ -172,6 +186,9 @@ def _wrk(url: str, body_file: Path, seconds: float, connections: int, cpus: set[
         raise RuntimeError(f"{url}: {summary['non2xx']} non-2xx answers, {summary['socket_errors']} "
                            f"socket errors under load")
     summary["rps"] = summary["requests"] / (summary["duration_us"] / 1e6)
+    if server:
+        ticks = _cpu_ticks(server) - before
+        summary["cpu_us"] = ticks / os.sysconf("SC_CLK_TCK") * 1e6 / max(summary["requests"], 1)
     return summary
 
 
@@ -205,14 +222,15 @@ def main(argv: list[str] | None = None) -> None:
         env = {"CDS_DATABASE_URL": f"sqlite:///{scratch}/audit.sqlite3"}
         gunicorn = [sys.executable, "-m", "gunicorn", "--config", str(REPO / "deploy" / "gunicorn.conf.py")]
         service_cmd = [sys.executable, "-m", "cds_service.cli", "serve"]
-        with _server(service_cmd, env, server_cpus) as service, \
-                _server([*gunicorn, "bench.floor_app:app"], env, server_cpus) as floor:
+        with _server(service_cmd, env, server_cpus) as (service, service_pid), \
+                _server([*gunicorn, "bench.floor_app:app"], env, server_cpus) as (floor, floor_pid):
             print(f"service and floor pinned to cores {sorted(server_cpus or cores)}, wrk to "
                   f"{sorted(load_cpus or cores)}; {args.rounds} alternating rounds of {args.seconds:g} s, "
                   f"{args.connections} connections, a fresh hookInstance per request")
             print(f"{'call':<16} {'res.':>5} {'service p50/p99 ms':>19} {'floor p50/p99 ms':>17} "
-                  f"{'ratio p50/p99':>14} {'req/s service/floor':>20}")
+                  f"{'ratio p50/p99':>14} {'req/s service/floor':>20} {'CPU us/req service/floor':>25}")
             p50s: dict[tuple[str, int], float] = {}
+            servers = (("service", service, service_pid), ("floor", floor, floor_pid))
             for kind in args.kinds:
                 for size in args.sizes:
                     request = body(kind, size, today)
@@ -220,13 +238,13 @@ def main(argv: list[str] | None = None) -> None:
                     path.write_text(json.dumps(request))
                     _check(service, {**request, "hookInstance": "11111111-0000-4000-8000-000000000000"},
                            kind)
-                    for base in (service, floor):  # warm-up: connections, caches, code paths
+                    for _, base, _ in servers:  # warm-up: connections, caches, code paths
                         _wrk(base + SERVICE_PATH, path, 2, args.connections, load_cpus)
                     measured: dict[str, list[dict]] = {"service": [], "floor": []}
                     for _ in range(args.rounds):
-                        for name, base in (("service", service), ("floor", floor)):
+                        for name, base, pid in servers:
                             measured[name].append(_wrk(base + SERVICE_PATH, path, args.seconds,
-                                                       args.connections, load_cpus))
+                                                       args.connections, load_cpus, server=pid))
                     s, f = measured["service"], measured["floor"]
                     p50s[(kind, size)] = _median(s, "p50")
                     print(f"{kind:<16} {count(request):>5} "
@@ -234,7 +252,8 @@ def main(argv: list[str] | None = None) -> None:
                           f"{_median(f, 'p50') / 1000:>7.2f} / {_median(f, 'p99') / 1000:>6.2f} "
                           f"{_median(s, 'p50') / _median(f, 'p50'):>6.2f} / "
                           f"{_median(s, 'p99') / _median(f, 'p99'):>5.2f}"
-                          f" {_median(s, 'rps'):>9.0f} / {_median(f, 'rps'):>6.0f}", flush=True)
+                          f" {_median(s, 'rps'):>9.0f} / {_median(f, 'rps'):>6.0f}"
+                          f" {_median(s, 'cpu_us'):>14.0f} / {_median(f, 'cpu_us'):>6.0f}", flush=True)
     print("goals at 100 resources: arm-b-warning and enrolled-no-dex p50 <= 2, p99 <= 3; "
           "not-enrolled p50 <= 1.3")
     for kind in args.kinds:
