@@ -33,6 +33,7 @@ from cds_service.knowledge.model import Knowledge
 from cds_service.knowledge.regimens import DoseOption
 from cds_service.rules.cycles import STRATUM_DRUGS, CycleClock
 from cds_service.rules.dexamethasone import DEX, DOSE_TOLERANCE_MG, DexFinding, Situation, last_dex_day
+from cds_service.rules.enrolment import EnrolmentDoubt
 from cds_service.rules.exposure import Finding
 
 DETAIL_LIMIT = 500
@@ -636,6 +637,29 @@ def trial_status(situation: Situation, knowledge: Knowledge, today: date,
             cycleDay=situation.cycle_day,
             doubts=[*(clock.problems if clock else ()), *enrolled.problems, *_full_doubts(situation)] or None,
         ),
+    )
+
+
+def enrolment_unverified(doubt: EnrolmentDoubt, knowledge: Knowledge,
+                         patient_reference: str) -> dict[str, Any]:
+    """patient-view, no readable enrolment in the study but a ResearchSubject that may be it: whether the
+    patient is on study (and so in which arm) could not be verified. Said instead of the trial status,
+    which it would need, and of the eligibility card, which would screen a patient who may be enrolled."""
+    nct = knowledge.study.nct_id
+    what = [MISSING_WORDS.get(m, plain(m)) for m in doubt.missing]
+    stop = _stop_cycle_b(knowledge)
+    rule = f" arm B gives none from cycle {stop}." if stop else ""
+    first = f"**Check the patient's enrolment with the study team before ordering dexamethasone:**{rule}"
+    return card(
+        summary=_summary(f"Could not check whether the patient is on {nct}: {what[0]}"),
+        indicator="info",
+        source=source(knowledge, "cannot-verify"),
+        detail=compose([first, sentence(f"Could not check: {'; '.join(what)}")],
+                       [plain(n) for n in doubt.notes], DETAIL_LIMIT, prefix="**Why:** "),
+        links=[protocol_link(knowledge), artifact_link(f"{nct} regimens", knowledge.study.protocol_url)],
+        # The patient, whose ResearchSubjects these are: one that is not valid FHIR R4 has no reference.
+        extension=dexfree_extension(knowledge, "cannot-verify", (*doubt.evidence, patient_reference),
+                                    missing=list(doubt.missing)),
     )
 
 

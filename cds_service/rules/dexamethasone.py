@@ -23,7 +23,7 @@ from cds_service.knowledge.model import Knowledge
 from cds_service.knowledge.regimens import DoseOption, Regimen
 from cds_service.rules.cycles import CycleClock, cycle_clock
 from cds_service.rules.dates import age_on
-from cds_service.rules.enrolment import Enrolment, enrolment, unreadable_studies, unreadable_subjects
+from cds_service.rules.enrolment import Enrolment, enrolment, enrolment_doubt
 from cds_service.rules.medication import identify_drug, medication_of
 from cds_service.rules.orders import OrderFacts, order_facts
 
@@ -257,31 +257,21 @@ def evaluate_orders(
 def _enrolment_unreadable(
     orders: list[Any], record: PatientRecord, knowledge: Knowledge, today: date, zone: ZoneInfo
 ) -> list[DexFinding]:
-    """No readable enrolment in the study, but one the record cannot read may be it: a ResearchSubject whose
-    study cannot be read, or one that is not valid FHIR R4. Each systemic dexamethasone order cannot be
-    verified (an arm B patient's would need a warning); without such a subject, nothing."""
-    doubtful = unreadable_studies(record, knowledge)
-    broken = unreadable_subjects(record)
-    if not doubtful and not broken:
+    """No readable enrolment in the study, but one the record cannot read may be it (`enrolment_doubt`).
+    Each systemic dexamethasone order cannot be verified (an arm B patient's would need a warning);
+    without such a subject, nothing."""
+    doubt = enrolment_doubt(record, knowledge)
+    if doubt is None:
         return []
-    nct = knowledge.study.nct_id
-    missing, notes = [], []
-    if doubtful:
-        missing.append("the study of a trial enrolment could not be read")
-        notes.append(f"the study of {', '.join(doubtful)} could not be read: it may be {nct}")
-    if broken:
-        missing.append("a trial enrolment could not be read")
-        notes.append(f"{broken} ResearchSubject{'s' if broken > 1 else ''} of the patient "
-                     f"{'are' if broken > 1 else 'is'} not valid FHIR R4: it may be the enrolment in {nct}")
     return [
         DexFinding(
             "cannot-verify",
             f.reference,
             None,
             facts=f,
-            evidence=(*f.evidence, *doubtful),
-            missing=tuple(missing),
-            notes=tuple(notes),
+            evidence=(*f.evidence, *doubt.evidence),
+            missing=doubt.missing,
+            notes=doubt.notes,
         )
         for f in _systemic_dex(orders, record, knowledge, today, zone)
     ]

@@ -120,6 +120,35 @@ def unreadable_studies(record: PatientRecord, knowledge: Knowledge) -> list[str]
             if _study_matches(s, record, knowledge) is None]
 
 
+@dataclass(frozen=True)
+class EnrolmentDoubt:
+    """Why the record cannot tell whether the patient is in the study: what could not be read (the words
+    of a card's "could not check"), why, and the readable subjects it concerns (the evidence)."""
+
+    missing: tuple[str, ...]
+    notes: tuple[str, ...]
+    evidence: tuple[str, ...]
+
+
+def enrolment_doubt(record: PatientRecord, knowledge: Knowledge) -> EnrolmentDoubt | None:
+    """For a record with no readable enrolment in the study: a ResearchSubject that may be it all the same
+    (its study cannot be read, or it is not valid FHIR R4), or None when there is none."""
+    doubtful = unreadable_studies(record, knowledge)
+    broken = unreadable_subjects(record)
+    if not doubtful and not broken:
+        return None
+    nct = knowledge.study.nct_id
+    missing, notes = [], []
+    if doubtful:
+        missing.append("the study of a trial enrolment could not be read")
+        notes.append(f"the study of {', '.join(doubtful)} could not be read: it may be {nct}")
+    if broken:
+        missing.append("a trial enrolment could not be read")
+        notes.append(f"{broken} ResearchSubject{'s' if broken > 1 else ''} of the patient "
+                     f"{'are' if broken > 1 else 'is'} not valid FHIR R4: it may be the enrolment in {nct}")
+    return EnrolmentDoubt(tuple(missing), tuple(notes), tuple(doubtful))
+
+
 def enrolment(record: PatientRecord, knowledge: Knowledge, zone: ZoneInfo) -> Enrolment | None:
     """The patient's enrolment in the study, or None when no ResearchSubject is for it.
 

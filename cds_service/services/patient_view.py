@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cds_service.cards.dexamethasone import trial_status
+from cds_service.cards.dexamethasone import enrolment_unverified, trial_status
 from cds_service.cards.eligibility import eligibility_card
 from cds_service.fhir.assemble import Parse, add_prefetched, prefetched_none
 from cds_service.fhir.parse import parse_resource
@@ -15,7 +15,7 @@ from cds_service.hooks.request import HookRequest
 from cds_service.knowledge.model import Knowledge
 from cds_service.rules.dexamethasone import situation
 from cds_service.rules.eligibility import NOT_ELIGIBLE, assess, has_myeloma
-from cds_service.rules.enrolment import Enrolment
+from cds_service.rules.enrolment import Enrolment, enrolment_doubt
 from cds_service.rules.exposure import chart_findings
 from cds_service.rules.facts import Options
 from cds_service.services.base import ServiceCall
@@ -59,9 +59,15 @@ def no_card_because(request: HookRequest, record: PatientRecord, knowledge: Know
 
 def evaluate(call: ServiceCall) -> list[dict[str, Any]]:
     """The trial-status card for a patient on study treatment (saying what the record shows against the arm:
-    dexamethasone given in a cycle without it, an arm A cycle without it by its last day); the eligibility
-    card for the others."""
+    dexamethasone given in a cycle without it, an arm A cycle without it by its last day); "could not verify"
+    when no enrolment is readable but one the record cannot read may be it; the eligibility card for the
+    others."""
     where = situation(call.record, call.knowledge, call.today, call.zone)
+    if where is None:
+        # No readable enrolment, but one the record cannot read may be it: never silent, never screened.
+        doubt = enrolment_doubt(call.record, call.knowledge)
+        if doubt is not None:
+            return [enrolment_unverified(doubt, call.knowledge, f"Patient/{call.record.patient_id}")]
     if where is not None and where.enrolled.on_treatment:
         exposure = chart_findings(call.record, call.knowledge, call.today, call.zone)
         return [trial_status(where, call.knowledge, call.today, exposure)]

@@ -219,3 +219,14 @@ def call(
         "context": context,
         "prefetch": prefetch,
     }
+
+
+# ResearchSubjects that are not valid FHIR R4, each the change to `research_subject()` that breaks it: the
+# record cannot read them, and any may be the patient's enrolment in the study.
+BROKEN_SUBJECTS = {
+    "enrolment date in words": {"period": {"start": "twentieth of August"}},
+    "arm as an object": {"actualArm": {"text": "dexamethasone-free arm"}},
+    "study as text": {"study": "NCT06561854"},
+    "identifier as a string": {"identifier": "DXF-0042"},
+}
+BROKEN_NOTE = "1 ResearchSubject of the patient is not valid FHIR R4: it may be the enrolment in NCT06561854"

@@ -33,6 +33,8 @@ from cds_service.rules.dexamethasone import (
 )
 from cds_service.rules.orders import order_facts
 from tests.rules.scenario import (
+    BROKEN_NOTE,
+    BROKEN_SUBJECTS,
     C1D1,
     RXNORM,
     administration,
@@ -138,13 +140,6 @@ def test_study_unreadable_beside_a_readable_other_study_names_only_the_unreadabl
 
 # Ways an EHR writes a ResearchSubject that is not valid FHIR R4: each is left out of the record (with a
 # warning in the log), and may be this study's enrolment.
-BROKEN_SUBJECTS = {
-    "enrolment date in words": {"period": {"start": "twentieth of August"}},
-    "arm as an object": {"actualArm": {"text": "dexamethasone-free arm"}},
-    "study as text": {"study": "NCT06561854"},
-    "identifier as a string": {"identifier": "DXF-0042"},
-}
-BROKEN_NOTE = "1 ResearchSubject of the patient is not valid FHIR R4: it may be the enrolment in NCT06561854"
 
 
 @pytest.mark.parametrize("change", BROKEN_SUBJECTS.values(), ids=BROKEN_SUBJECTS.keys())

@@ -7,7 +7,13 @@ from datetime import date
 
 import pytest
 
-from tests.rules.scenario import call, care_plan, research_subject
+from tests.rules.scenario import (
+    BROKEN_SUBJECTS,
+    call,
+    care_plan,
+    research_study,
+    research_subject,
+)
 from tests.spec import check_cds_response
 
 
@@ -84,3 +90,74 @@ def test_conditions_missing_is_still_a_412(client):
     response = client.post("/cds-services/dex-free-patient-view", data=json.dumps(body),
                            content_type="application/json")
     assert response.status_code == 412
+
+
+# --- an enrolment the record cannot read -----------------------------------------------------------------
+
+MYELOMA = {"resourceType": "Condition", "id": "mm", "subject": {"reference": "Patient/pat-42"},
+           "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                          "code": "relapse"}]},
+           "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "C90.02"}]}}
+UNVERIFIED = "Could not check whether the patient is on NCT06561854: "
+CHECK = ("**Check the patient's enrolment with the study team before ordering dexamethasone:** arm B gives "
+         "none from cycle 3.")
+
+
+def _with_myeloma(body):
+    body["prefetch"]["conditions"]["entry"] = [{"resource": MYELOMA}]
+    return body
+
+
+@pytest.mark.parametrize("myeloma", [False, True], ids=["no-myeloma-condition", "myeloma"])
+@pytest.mark.parametrize("change", BROKEN_SUBJECTS.values(), ids=BROKEN_SUBJECTS.keys())
+def test_an_enrolment_that_is_not_valid_fhir_is_said_not_screened_nor_silent(client, change, myeloma):
+    """The arm B patient's only ResearchSubject does not validate: the trial status cannot be told, and an
+    eligibility card would screen a patient who may be on study. One could-not-verify card, naming what."""
+    body = call("patient-view", subjects=({**research_subject(), **change},))
+    [card] = view(client, _with_myeloma(body) if myeloma else body)
+    assert card["summary"] == UNVERIFIED + "a trial enrolment could not be read"
+    assert card["indicator"] == "info"
+    assert card["detail"] == (CHECK + "\n\nCould not check: a trial enrolment could not be read.\n\n**Why:** 1 study "
+                              "record of the patient is not readable: it may be the enrolment in NCT06561854.")
+    assert card["extension"]["dexfree"] == {"rule": "cannot-verify", "study": "NCT06561854",
+                                            "missing": ["a trial enrolment could not be read"],
+                                            "evidence": ["Patient/pat-42"]}
+
+
+def test_an_enrolment_whose_study_cannot_be_read_is_said_with_the_subject_as_evidence(client):
+    body = call("patient-view", subjects=(research_subject(study="ResearchStudy/unknown-study"),), studies=())
+    [card] = view(client, _with_myeloma(body))
+    assert card["summary"] == UNVERIFIED + "the study of a trial enrolment could not be read"
+    assert card["detail"] == (CHECK + "\n\nCould not check: the study of a trial enrolment could not be read.\n\n"
+                              "**Why:** the study of the study record could not be read: it may be NCT06561854.")
+    assert card["extension"]["dexfree"]["evidence"] == ["Patient/pat-42", "ResearchSubject/subj-1"]
+
+
+def test_both_doubts_are_said(client):
+    broken = {**research_subject(subject_id="subj-2"), **BROKEN_SUBJECTS["arm as an object"]}
+    body = call("patient-view", subjects=(research_subject(study="ResearchStudy/unknown-study"), broken),
+                studies=())
+    [card] = view(client, body)
+    assert card["extension"]["dexfree"]["missing"] == ["the study of a trial enrolment could not be read",
+                                                       "a trial enrolment could not be read"]
+    assert card["detail"].endswith("**Why:** the study of the study record could not be read: it may be "
+                                   "NCT06561854; 1 study record of the patient is not readable: it may be the "
+                                   "enrolment in NCT06561854.")
+
+
+def test_a_readable_enrolment_decides_beside_a_broken_one(client):
+    broken = {**research_subject(subject_id="subj-2"), **BROKEN_SUBJECTS["enrolment date in words"]}
+    [card] = view(client, call("patient-view", subjects=(research_subject(), broken)))
+    assert card["extension"]["dexfree"]["rule"] == "trial-status"
+    assert card["summary"] == "NCT06561854 arm B, ICARIA, cycle 4 day 1: no dexamethasone since 2026-10-27"
+
+
+@pytest.mark.parametrize("myeloma", [False, True], ids=["no-myeloma-condition", "myeloma"])
+def test_another_patients_or_another_studys_enrolment_is_no_doubt(client, myeloma):
+    """Left out on purpose (another patient's) or readable and of another trial: nothing to verify; the
+    patient is screened as any patient outside the study (with myeloma) or gets no card."""
+    other_patient = {**research_subject(), "subject": {"reference": "Patient/someone-else"}}
+    for body in (call("patient-view", subjects=(other_patient,)),
+                 call("patient-view", studies=(research_study(nct="NCT01234567"),))):
+        cards = view(client, _with_myeloma(body) if myeloma else body)
+        assert [c["extension"]["dexfree"]["rule"] for c in cards] == (["eligibility"] if myeloma else [])
