@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 import pytest
 import responses
 
-from tests.rules.scenario import RXNORM, SCT, call, day_of, dex_order
+from tests.rules.scenario import BROKEN_SUBJECTS, RXNORM, SCT, call, day_of, dex_order, research_subject
 from tests.spec import check_cds_response
 
 EDQM = "http://standardterms.edqm.eu"
@@ -288,3 +288,22 @@ def test_fetch_mode(request, client, shape, day, expected):
 def test_every_fetch_row_names_a_row():
     """A misspelt name would silently drop a row from the fetch-mode pass."""
     assert FETCH_ROWS.issubset(name for name, *_ in ROWS)
+
+
+@pytest.mark.parametrize("hook", ["order-sign", "patient-view"])
+@pytest.mark.parametrize("change", BROKEN_SUBJECTS.values(), ids=BROKEN_SUBJECTS.keys())
+@responses.activate
+def test_an_enrolment_read_from_the_server_that_is_not_valid_fhir_is_said(client, hook, change):
+    """The arm B patient's ResearchSubject, read from fhirServer (no prefetch), does not validate: filed as
+    unreadable as when prefetched, so the arm-B order gets could-not-check and patient-view says so too."""
+    orders = (_order(LATE),) if hook == "order-sign" else ()
+    body = _fetch_mode(call(hook, orders, subjects=({**research_subject(), **change},)))
+    responses.add_callback(responses.GET, re.compile(re.escape(SERVER) + r"/.*"),
+                           callback=_fake_server(body.pop("_resources")))
+    response = client.post(f"/cds-services/dex-free-{hook}", data=json.dumps(body),
+                           content_type="application/json")
+    assert response.status_code == 200, response.get_json()
+    [card] = response.get_json()["cards"]
+    assert card["extension"]["dexfree"]["rule"] == "cannot-verify"
+    assert card["extension"]["dexfree"]["missing"] == ["a trial enrolment could not be read"]
+    assert any("/ResearchSubject" in c.request.url for c in responses.calls)
