@@ -11,10 +11,11 @@ wrk is pinned to one core and both servers to another where the machine has two 
 alternate service and floor, so a change in the machine's load hits both. Each call kind and size is
 checked first for the cards it must give (the arm-B warning must be there, the others must have none).
 
-Printed per call kind and record size: the median over the rounds of p50, p99 and requests per second
-of each server, and the ratios service / floor. Goals (issue 21), for 100 resources: the arm-B warning
-and the enrolled patient p50 ≤ 2× and p99 ≤ 3×; the patient outside the trial p50 ≤ 1.3×. Nothing is
-asserted: a benchmark measures, tests decide.
+Printed per call kind and record size: the median over the rounds of p50, p99, requests per second and
+CPU time per request of each server, the ratios service / floor of those medians, and ("paired") the
+median of each round's ratio to the floor round beside it. Goals (issue 21), for 100 resources: the
+arm-B warning and the enrolled patient p50 ≤ 2× and p99 ≤ 3×; the patient outside the trial p50 ≤ 1.3×.
+Nothing is asserted: a benchmark measures, tests decide.
 """
 
 from __future__ import annotations
@@ -205,6 +206,12 @@ def _median(rounds: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in rounds)
 
 
+def _paired(service: list[dict], floor: list[dict], key: str) -> float:
+    """The median of each round's ratio to the floor's round right after it: a change in the machine's
+    speed between rounds (seen here: the floor's p50 moving by half within minutes) cancels out."""
+    return statistics.median(s[key] / f[key] for s, f in zip(service, floor, strict=True))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=15)
@@ -228,7 +235,8 @@ def main(argv: list[str] | None = None) -> None:
                   f"{sorted(load_cpus or cores)}; {args.rounds} alternating rounds of {args.seconds:g} s, "
                   f"{args.connections} connections, a fresh hookInstance per request")
             print(f"{'call':<16} {'res.':>5} {'service p50/p99 ms':>19} {'floor p50/p99 ms':>17} "
-                  f"{'ratio p50/p99':>14} {'req/s service/floor':>20} {'CPU us/req service/floor':>25}")
+                  f"{'ratio p50/p99':>14} {'req/s service/floor':>20} {'CPU us/req service/floor':>25} "
+                  f"{'paired p50/p99':>16}")
             p50s: dict[tuple[str, int], float] = {}
             servers = (("service", service, service_pid), ("floor", floor, floor_pid))
             for kind in args.kinds:
@@ -253,7 +261,8 @@ def main(argv: list[str] | None = None) -> None:
                           f"{_median(s, 'p50') / _median(f, 'p50'):>6.2f} / "
                           f"{_median(s, 'p99') / _median(f, 'p99'):>5.2f}"
                           f" {_median(s, 'rps'):>9.0f} / {_median(f, 'rps'):>6.0f}"
-                          f" {_median(s, 'cpu_us'):>14.0f} / {_median(f, 'cpu_us'):>6.0f}", flush=True)
+                          f" {_median(s, 'cpu_us'):>14.0f} / {_median(f, 'cpu_us'):>6.0f}"
+                          f" {_paired(s, f, 'p50'):>8.2f} / {_paired(s, f, 'p99'):>5.2f}", flush=True)
     print("goals at 100 resources: arm-b-warning and enrolled-no-dex p50 <= 2, p99 <= 3; "
           "not-enrolled p50 <= 1.3")
     for kind in args.kinds:
