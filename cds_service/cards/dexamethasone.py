@@ -646,10 +646,11 @@ def enrolment_unverified(doubt: EnrolmentDoubt, knowledge: Knowledge,
     patient is on study (and so in which arm) could not be verified. Said instead of the trial status,
     which it would need, and of the eligibility card, which would screen a patient who may be enrolled."""
     nct = knowledge.study.nct_id
-    what = [MISSING_WORDS.get(m, plain(m)) for m in doubt.missing]
+    what = [plain(m) for m in doubt.missing]
     stop = _stop_cycle_b(knowledge)
-    rule = f" arm B gives none from cycle {stop}." if stop else ""
-    first = f"**Check the patient's enrolment with the study team before ordering dexamethasone:**{rule}"
+    # Without one stop cycle (the arm B regimens of a site's adaptations disagree) no number is given.
+    rule = f":** arm B gives none from cycle {stop}." if stop else ".**"
+    first = f"**Check the patient's enrolment with the study team before ordering dexamethasone{rule}"
     return card(
         summary=_summary(f"Could not check whether the patient is on {nct}: {what[0]}"),
         indicator="info",

@@ -7,6 +7,7 @@ from datetime import date
 
 import pytest
 
+from cds_service.cards import dexamethasone as dexamethasone_cards
 from tests.rules.scenario import (
     BROKEN_SUBJECTS,
     call,
@@ -140,9 +141,19 @@ def test_both_doubts_are_said(client):
     [card] = view(client, body)
     assert card["extension"]["dexfree"]["missing"] == ["the study of a trial enrolment could not be read",
                                                        "a trial enrolment could not be read"]
-    assert card["detail"].endswith("**Why:** the study of the study record could not be read: it may be "
-                                   "NCT06561854; 1 study record of the patient is not readable: it may be the "
-                                   "enrolment in NCT06561854.")
+    assert card["detail"] == (CHECK + "\n\nCould not check: the study of a trial enrolment could not be read; a "
+                              "trial enrolment could not be read.\n\n**Why:** the study of the study record "
+                              "could not be read: it may be NCT06561854; 1 study record of the patient is not "
+                              "readable: it may be the enrolment in NCT06561854.")
+
+
+def test_without_one_stop_cycle_for_arm_b_the_card_names_none(client, monkeypatch):
+    """Arm B regimens that disagree on when dexamethasone stops (a site's adaptations): no cycle is named."""
+    monkeypatch.setattr(dexamethasone_cards, "_stop_cycle_b", lambda knowledge: None)
+    broken = {**research_subject(), **BROKEN_SUBJECTS["arm as an object"]}
+    [card] = view(client, call("patient-view", subjects=(broken,)))
+    assert card["detail"].startswith("**Check the patient's enrolment with the study team before ordering "
+                                     "dexamethasone.**\n\nCould not check:")
 
 
 def test_a_readable_enrolment_decides_beside_a_broken_one(client):
@@ -161,3 +172,11 @@ def test_another_patients_or_another_studys_enrolment_is_no_doubt(client, myelom
                  call("patient-view", studies=(research_study(nct="NCT01234567"),))):
         cards = view(client, _with_myeloma(body) if myeloma else body)
         assert [c["extension"]["dexfree"]["rule"] for c in cards] == (["eligibility"] if myeloma else [])
+
+
+def test_many_unreadable_enrolments_keep_the_card_short(client):
+    subjects = tuple(research_subject(subject_id=f"subj-{i}", study=f"ResearchStudy/unknown-{i}") for i in range(30))
+    [card] = view(client, call("patient-view", subjects=subjects, studies=()))
+    assert len(card["summary"]) < 140 and len(card["detail"]) <= 500
+    assert card["detail"].startswith(CHECK)
+    assert len(card["extension"]["dexfree"]["evidence"]) == 31  # every subject, and the patient
