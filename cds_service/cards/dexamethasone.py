@@ -221,9 +221,10 @@ def _starts(finding: DexFinding) -> str:
 # --- links, extension, summary -------------------------------------------------------------------------
 
 
-def _links(knowledge: Knowledge, finding: DexFinding | Situation) -> list[dict[str, Any]]:
+def _links(knowledge: Knowledge, finding: DexFinding | Situation | None) -> list[dict[str, Any]]:
+    """The protocol, then the regimen the finding was checked against, else the study's regimens."""
     links = [protocol_link(knowledge)]
-    regimen = finding.clock.regimen if finding.clock else None
+    regimen = finding.clock.regimen if finding and finding.clock else None
     if regimen:
         label = f"{regimen.key} regimen, arm {regimen.arm}: cycle by cycle"
         links.append(artifact_link(label, regimen.canonical))
@@ -657,7 +658,7 @@ def enrolment_unverified(doubt: EnrolmentDoubt, knowledge: Knowledge,
         source=source(knowledge, "cannot-verify"),
         detail=compose([first, sentence(f"Could not check: {'; '.join(what)}")],
                        [plain(n) for n in doubt.notes], DETAIL_LIMIT, prefix="**Why:** "),
-        links=[protocol_link(knowledge), artifact_link(f"{nct} regimens", knowledge.study.protocol_url)],
+        links=_links(knowledge, None),
         # The patient, whose ResearchSubjects these are: one that is not valid FHIR R4 has no reference.
         extension=dexfree_extension(knowledge, "cannot-verify", (*doubt.evidence, patient_reference),
                                     missing=list(doubt.missing)),

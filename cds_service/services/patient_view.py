@@ -68,10 +68,11 @@ def evaluate(call: ServiceCall) -> list[dict[str, Any]]:
         doubt = enrolment_doubt(call.record, call.knowledge)
         if doubt is not None:
             return [enrolment_unverified(doubt, call.knowledge, f"Patient/{call.record.patient_id}")]
-    if where is not None and where.enrolled.on_treatment:
+        return _eligibility(call, None)
+    if where.enrolled.on_treatment:
         exposure = chart_findings(call.record, call.knowledge, call.today, call.zone)
         return [trial_status(where, call.knowledge, call.today, exposure)]
-    return _eligibility(call, where.enrolled if where else None)
+    return _eligibility(call, where.enrolled)
 
 
 PATIENT_VIEW = ServiceDefinition(
