@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -81,6 +82,17 @@ def test_the_depth_read_off_the_text_is_the_depth_of_the_value(value, ascii_only
     text = json.dumps(value, ensure_ascii=ascii_only, indent=indent)
     assert json_text_depth(text.encode()) == json_depth(value)
     assert json_text_depth(text.encode("utf-16")) == json_depth(value)
+
+
+@pytest.mark.parametrize("text", [
+    '{"a":"{","b":""}', '["]","","["]', '[["",""],"}}}}"]', '{"":"","[":[[]]}', '["{[", [""], "]"]',
+    '[[[""]],"{"]', '["", "", "[[[["]', '["[]"]', '{"a":"{}","b":"","c":"[[]]"}',
+], ids=["bracket-then-empty", "both-sides", "closers-after-pairs", "empty-key", "nested-between",
+        "deep-then-bracket", "pairs-then-openers", "balanced-inside", "balanced-among-empty"])
+def test_a_string_holding_brackets_beside_strings_without_them_counts_no_bracket(text):
+    # The pairs of adjacent quotes are counted left to right: a string holding a bracket must never be
+    # taken for pairs of bracket-free ones.
+    assert json_text_depth(text.encode()) == json_depth(json.loads(text))
 
 
 def test_the_depth_read_off_the_text_stops_past_the_limit():

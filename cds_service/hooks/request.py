@@ -141,12 +141,16 @@ def json_text_depth(data: bytes, limit: int | None = None) -> int:
         return json_depth(json.loads(data), limit)
     text = _ESCAPE.sub(b"", data) if b"\\" in data else data
     # Deleting first, then mapping the few bytes left, is a quarter faster than both in one pass.
-    marks = text.translate(None, _UNNEEDED).translate(_ONE_PAIR)
-    # A string without brackets is left as two adjacent quotes; with one left over, some string holds a
-    # bracket (its opening quote is never followed by another), and strings are cut out one by one.
-    skeleton = marks.replace(b'""', b"")
-    if b'"' in skeleton:
-        skeleton = b"".join(marks.split(b'"')[::2])
+    marks = text.translate(None, _UNNEEDED)
+    # A string without brackets is left as two adjacent quotes. Counted left to right, the pairs of
+    # adjacent quotes take every quote only if no string holds a bracket (such a string's opening quote is
+    # followed by the bracket, not by a quote): then all quotes go in the same pass as the mapping.
+    # Counting is cheaper than cutting the pairs out (a body has thousands of strings).
+    if marks.count(b'"') == 2 * marks.count(b'""'):
+        skeleton = marks.translate(_ONE_PAIR, b'"')
+    else:
+        # Some string holds a bracket: strings are cut out one by one.
+        skeleton = b"".join(marks.translate(_ONE_PAIR).split(b'"')[::2])
     depth = 0
     while skeleton and (limit is None or depth <= limit):
         inner = skeleton.replace(b"{}", b"")
