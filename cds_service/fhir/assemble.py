@@ -272,13 +272,15 @@ def select_and_parse(part: str, resources: Iterable[dict[str, Any]], keep: Keep 
     read that answered someone else): one patient's data never enters another's record.
     """
     expected = TEMPLATES[part][0] if part in TEMPLATES else part.split("/", maxsplit=1)[0]
+    selecting = keep is not None and part in _LIST_FIELDS
     parsed: Parsed = []
     for raw in resources:
-        kind = safe.resource_type(raw)
-        if kind is None:
+        # safe.resource_type, written out: this loop sees every resource of a history.
+        kind = raw.get("resourceType") if isinstance(raw, dict) else None
+        if not isinstance(kind, str) or not kind:
             continue  # not a FHIR resource at all (prefetch_gap and the client refuse those first)
         if kind == expected:
-            if keep is not None and part in _LIST_FIELDS and not keep(part, raw):
+            if selecting and not keep(part, raw):
                 continue
             if patient_id is not None and _of_another_patient(part, raw, patient_id):
                 parsed.append((str(kind), OTHER_PATIENT))

@@ -188,12 +188,27 @@ def prune(value: Any) -> Any:
     if kind is dict or isinstance(value, Mapping):
         out = {}
         for key, item in value.items():
-            kept = item if type(item) in _LEAVES else prune(item)
+            if type(item) in _LEAVES:
+                # Of the leaves only the empty string is dropped (a card's texts and evidence lists are
+                # mostly leaves: no call, no check of their size).
+                if item != "":
+                    out[key] = item
+                continue
+            kept = prune(item)
             if not _empty(kept):
                 out[key] = kept
         return out
     if kind is list or isinstance(value, list | tuple):
-        return [item for item in (prune(i) for i in value) if not _empty(item)]
+        items = []
+        for item in value:
+            if type(item) in _LEAVES:
+                if item != "":
+                    items.append(item)
+                continue
+            kept = prune(item)
+            if not _empty(kept):
+                items.append(kept)
+        return items
     return value
 
 

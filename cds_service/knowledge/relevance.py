@@ -63,7 +63,8 @@ def relevance(knowledge: Knowledge, drugs: tuple[str, ...] = (MEDICATION_SET,)
             # Unvalidated JSON: only strings are matched (a coding of another type names no drug).
             listed = concept.get("coding")
             if not listed:  # a text-only medication, as most of a history is: no codings to gather
-                return drug_named(_text(concept.get("text")), ())
+                text = concept.get("text")
+                return drug_named(text if isinstance(text, str) else None, ())
             codings = tuple((_text(c.get("system")), _text(c.get("code")), _text(c.get("display")))
                             for c in (listed if isinstance(listed, list) else []) if isinstance(c, dict))
             return drug_named(_text(concept.get("text")), codings)
