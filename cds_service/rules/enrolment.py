@@ -141,7 +141,11 @@ def enrolment_doubt(record: PatientRecord, knowledge: Knowledge) -> EnrolmentDou
     missing, notes = [], []
     if doubtful:
         missing.append("the study of a trial enrolment could not be read")
-        notes.append(f"the study of {', '.join(doubtful)} could not be read: it may be {nct}")
+        # The references stay in the note (its evidence); a card's words drop them, so the sentence reads
+        # without them ("the study named by a trial enrolment could not be read").
+        named = "the study named by a trial enrolment" if len(doubtful) == 1 else \
+            f"the studies named by {len(doubtful)} trial enrolments"
+        notes.append(f"{named} ({', '.join(doubtful)}) could not be read: it may be {nct}")
     if broken:
         missing.append("a trial enrolment could not be read")
         notes.append(f"{broken} ResearchSubject{'s' if broken > 1 else ''} of the patient "

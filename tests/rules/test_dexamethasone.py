@@ -124,7 +124,7 @@ def test_study_unreadable_cannot_verify_each_systemic_dex_order(knowledge, arm):
     for f in found:
         assert (f.rule, f.enrolled, f.clock, f.cycle) == ("cannot-verify", None, None, None)
         assert f.missing == ("the study of a trial enrolment could not be read",)
-        assert f.notes == ("the study of ResearchSubject/subj-1 could not be read: it may be NCT06561854",)
+        assert f.notes == ("the study named by a trial enrolment (ResearchSubject/subj-1) could not be read: it may be NCT06561854",)
         assert f.evidence == (f.order_ref, "ResearchSubject/subj-1")
         assert f.facts.reference == f.order_ref and f.arm is None and f.regimen is None
 
@@ -134,7 +134,7 @@ def test_study_unreadable_beside_a_readable_other_study_names_only_the_unreadabl
                 research_subject(study="ResearchStudy/rs-other", subject_id="subj-o"))
     found = only(findings(knowledge, dex_order(day_of(3, 1)), subjects=subjects,
                           studies=(research_study(nct="NCT01234567", study_id="rs-other"),)))
-    assert found.notes == ("the study of ResearchSubject/subj-x could not be read: it may be NCT06561854",)
+    assert found.notes == ("the study named by a trial enrolment (ResearchSubject/subj-x) could not be read: it may be NCT06561854",)
     assert found.evidence == ("MedicationRequest/dex-1", "ResearchSubject/subj-x")
 
 
@@ -168,7 +168,7 @@ def test_two_broken_enrolments_beside_an_unreadable_study_are_all_said(knowledge
     assert found.missing == ("the study of a trial enrolment could not be read",
                              "a trial enrolment could not be read")
     assert found.notes == (
-        "the study of ResearchSubject/subj-x could not be read: it may be NCT06561854",
+        "the study named by a trial enrolment (ResearchSubject/subj-x) could not be read: it may be NCT06561854",
         "2 ResearchSubjects of the patient are not valid FHIR R4: it may be the enrolment in NCT06561854")
     assert found.evidence == ("MedicationRequest/dex-1", "ResearchSubject/subj-x")
 
@@ -946,8 +946,8 @@ def test_two_unreadable_studies_are_both_named(knowledge):
     subjects = (research_subject(study="ResearchStudy/unknown-1", subject_id="subj-a"),
                 research_subject(study="ResearchStudy/unknown-2", subject_id="subj-b"))
     found = only(findings(knowledge, dex_order(day_of(3, 1)), subjects=subjects, studies=()))
-    assert found.notes == ("the study of ResearchSubject/subj-a, ResearchSubject/subj-b could not be read: it "
-                           "may be NCT06561854",)
+    assert found.notes == ("the studies named by 2 trial enrolments (ResearchSubject/subj-a, "
+                           "ResearchSubject/subj-b) could not be read: it may be NCT06561854",)
     assert found.evidence == ("MedicationRequest/dex-1", "ResearchSubject/subj-a", "ResearchSubject/subj-b")
 
 

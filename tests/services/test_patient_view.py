@@ -130,7 +130,8 @@ def test_an_enrolment_whose_study_cannot_be_read_is_said_with_the_subject_as_evi
     [card] = view(client, _with_myeloma(body))
     assert card["summary"] == UNVERIFIED + "the study of a trial enrolment could not be read"
     assert card["detail"] == (CHECK + "\n\nCould not check: the study of a trial enrolment could not be read.\n\n"
-                              "**Why:** the study of the study record could not be read: it may be NCT06561854.")
+                              "**Why:** the study named by a trial enrolment could not be read: it may be "
+                              "NCT06561854.")
     assert card["extension"]["dexfree"]["evidence"] == ["Patient/pat-42", "ResearchSubject/subj-1"]
 
 
@@ -142,8 +143,8 @@ def test_both_doubts_are_said(client):
     assert card["extension"]["dexfree"]["missing"] == ["the study of a trial enrolment could not be read",
                                                        "a trial enrolment could not be read"]
     assert card["detail"] == (CHECK + "\n\nCould not check: the study of a trial enrolment could not be read; a "
-                              "trial enrolment could not be read.\n\n**Why:** the study of the study record "
-                              "could not be read: it may be NCT06561854; 1 study record of the patient is not "
+                              "trial enrolment could not be read.\n\n**Why:** the study named by a trial "
+                              "enrolment could not be read: it may be NCT06561854; 1 study record of the patient is not "
                               "readable: it may be the enrolment in NCT06561854.")
 
 
