@@ -71,6 +71,7 @@ bench: $(STAMP) $(NODE_STAMP)
 	bash bench/install_tools.sh
 	$(BIN)/python bench/bench_fhir.py
 	$(BIN)/python bench/bench_hooks.py
+	$(BIN)/python bench/bench_inprocess.py
 	$(BIN)/python bench/bench_audit.py
 	$(BIN)/python bench/bench_screen.py
 	$(BIN)/python bench/bench_monitor.py
