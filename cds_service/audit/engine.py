@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
@@ -73,6 +76,26 @@ def make_engine(url: URL, read_only: bool = False) -> Engine:
     return engine
 
 
+def to_wal(cursor: Any, timeout_s: float = SQLITE_BUSY_TIMEOUT_MS / 1000,
+           clock: Callable[[], float] = time.monotonic, pause: Callable[[float], None] = time.sleep) -> None:
+    """Switch a new connection's database to WAL, waiting for the lock as the busy timeout would.
+
+    The switch needs the database to itself, and SQLite answers "database is locked" at once instead of
+    calling the busy handler when another connection holds it: processes opening a fresh file together
+    (replicas, the report beside `serve`) then failed to start one time in thirty. Once the file is in
+    WAL mode the statement takes no lock.
+    """
+    deadline = clock() + timeout_s
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or clock() >= deadline:
+                raise
+        pause(0.01)
+
+
 def _sqlite_transactions(engine: Engine, wal: bool, begin: str) -> None:
     """Real transactions on SQLite: BEGIN IMMEDIATE takes the write lock up front.
 
@@ -87,7 +110,7 @@ def _sqlite_transactions(engine: Engine, wal: bool, begin: str) -> None:
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         if wal:
             # WAL lets the report read while workers write; FULL makes a commit durable on return.
-            cursor.execute("PRAGMA journal_mode = WAL")
+            to_wal(cursor)
             cursor.execute("PRAGMA synchronous = FULL")
         cursor.close()
 

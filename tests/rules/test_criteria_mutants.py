@@ -8,6 +8,7 @@ the suite's today is 2026-11-24.
 
 from __future__ import annotations
 
+import time
 from datetime import date
 
 import pytest
@@ -591,6 +592,19 @@ def test_an_undecided_line_count_lists_the_regimens_then_each_note(knowledge):
         "alone is not counted as a line; 1 undated anti-myeloma order(s)) — needs review")
 
 
+@pytest.fixture
+def machine_west_of_utc(monkeypatch):
+    """The machine's own zone set to one where 23:30 UTC is still the same day (Los Angeles): a date
+    taken in the machine's zone instead of the patient's is then wrong on any machine, not only on one
+    that runs in UTC."""
+    monkeypatch.setenv("TZ", "America/Los_Angeles")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("machine_west_of_utc")
 def test_another_malignancy_ended_just_before_midnight_utc_is_dated_in_the_patients_day(knowledge):
     """23:30 UTC on 23 November 2023 is 24 November in Paris: exactly three years before today, so within."""
     ended = condition("C61", rid="pc", clinical="resolved", abatement="2023-11-23T23:30:00Z")
