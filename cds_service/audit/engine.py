@@ -81,9 +81,8 @@ def to_wal(cursor: Any, timeout_s: float = SQLITE_BUSY_TIMEOUT_MS / 1000,
     """Switch a new connection's database to WAL, waiting for the lock as the busy timeout would.
 
     The switch needs the database to itself, and SQLite answers "database is locked" at once instead of
-    calling the busy handler when another connection holds it: processes opening a fresh file together
-    (replicas, the report beside `serve`) then failed to start one time in thirty. Once the file is in
-    WAL mode the statement takes no lock.
+    calling the busy handler when another connection holds it: stores opened together on a fresh file
+    (replicas, the report beside `serve`) then failed to start, 7 times in 160 in a loop under load.
     """
     deadline = clock() + timeout_s
     while True:
