@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import date
 
 import pytest
 from hypothesis import given, settings
@@ -87,6 +88,54 @@ def test_unknown_objects_go_through_default():
     assert jsonio.dumps({"x": Opaque()}, default=str) == '{"x":"opaque"}'
     with pytest.raises(TypeError):
         jsonio.dumps({"x": Opaque()})
+
+
+# Scalars that different writers confuse: null and NaN, 1 and 1.0 and true, 0.0 and -0.0, a number and its text.
+_LOOK_ALIKES = [None, math.nan, math.inf, -math.inf, 0, 0.0, -0.0, 1, 1.0, True, False, "1", "", "null",
+                "\ud800", 2**70, 2**63, [], {}]
+_ALIKE_VALUES = st.recursive(st.sampled_from(_LOOK_ALIKES), lambda inner: st.lists(inner, max_size=3)
+                             | st.dictionaries(st.sampled_from(["a", "b", "null"]), inner, max_size=3),
+                             max_leaves=8)
+
+
+def _with_one_leaf(value, draw):
+    """`value` with one of its leaves (or itself) replaced by a drawn look-alike."""
+    if isinstance(value, dict) and value and draw(st.booleans()):
+        key = draw(st.sampled_from(sorted(value)))
+        return {**value, key: _with_one_leaf(value[key], draw)}
+    if isinstance(value, list) and value and draw(st.booleans()):
+        index = draw(st.integers(0, len(value) - 1))
+        return [*value[:index], _with_one_leaf(value[index], draw), *value[index + 1:]]
+    return draw(st.sampled_from(_LOOK_ALIKES))
+
+
+@settings(max_examples=1000, derandomize=True)
+@given(_ALIKE_VALUES, st.data())
+def test_the_exact_text_of_two_values_is_the_same_only_when_they_are(value, data):
+    other = _with_one_leaf(value, data.draw)
+    one, two = jsonio.exact_text(value), jsonio.exact_text(other)
+    if one is not None and one == two:
+        assert _same(value, other)
+    assert one == jsonio.exact_text(json.loads(json.dumps(value))) or one is None
+
+
+@settings(max_examples=300, derandomize=True)
+@given(_VALUES)
+def test_the_exact_text_of_a_value_without_null_is_its_json(value):
+    text = jsonio.exact_text(value)
+    if "null" not in json.dumps(value, ensure_ascii=False):
+        assert text is not None and _same(json.loads(text), value)
+    else:
+        assert text is None
+
+
+@pytest.mark.parametrize("value", [
+    {"a": None}, [math.nan], {"x": math.inf}, "\ud800", 2**64, {1: "a"}, {"at": date(2026, 1, 1)},
+    {"note": "null"}, b"bytes",
+], ids=["null", "nan", "infinity", "lone-surrogate", "beyond-64-bits", "key-not-text", "date", "text-null",
+        "bytes"])
+def test_values_without_an_exact_text_are_refused(value):
+    assert jsonio.exact_text(value) is None
 
 
 def _same(a, b) -> bool:
