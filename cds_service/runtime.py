@@ -15,7 +15,7 @@ from cds_service.audit.sink import AuditSink, NullAudit
 from cds_service.cards.common import served_links
 from cds_service.config import Config
 from cds_service.errors import CdsError, ConfigError
-from cds_service.fhir.assemble import MODEL_TYPES, assemble_record, draft_record
+from cds_service.fhir.assemble import MODEL_TYPES, PartCache, assemble_record, draft_record
 from cds_service.fhir.fetch import FhirGateway
 from cds_service.fhir.parse import ParseCache, warm_models
 from cds_service.hooks.feedback import ReasonCatalogue, parse_feedback
@@ -71,6 +71,8 @@ class Runtime:
         self.keep = {service.id: relevance(self.knowledge, *([service.drugs] if service.drugs else []))
                      for service in self.registry}
         self.parse_cache = ParseCache(self.config.parse_cache_size)
+        # Prefetched parts as selected, by their exact content: a patient's history is selected once.
+        self.part_cache = PartCache()
         # The override reasons the cards offer: a reason sent back as a bare code is named from it.
         self.reasons = ReasonCatalogue.of(self.knowledge.override_reasons)
         warm_models(MODEL_TYPES)
@@ -126,7 +128,7 @@ class Runtime:
         else:
             record = assemble_record(request, service.needs, wants=service.prefetch, fhir=self.fhir,
                                      keep=self.keep.get(service.id), parse=self.parse_cache.parse,
-                                     record=record)
+                                     record=record, parts=self.part_cache)
             log_fields["loadMs"] = round((time.perf_counter() - started) * 1000, 1)
             log_fields.update(fhirRequests=record.fhir_requests, fhirCacheHits=record.fhir_cache_hits)
             started = time.perf_counter()

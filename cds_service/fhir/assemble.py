@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urljoin
 
+from cachetools import LRUCache
 from fhir.resources.R4B.resource import Resource
 
+from cds_service import jsonio
 from cds_service.errors import CdsError, operation_outcome
 from cds_service.fhir import raw as safe
 from cds_service.fhir.client import Deadline, Target
@@ -175,7 +178,7 @@ def assemble_record(request: HookRequest, needs: Iterable[str], *,
                     wants: Iterable[str] | Mapping[str, str] | None = None,
                     fhir: FhirGateway | None = None, keep: Keep | None = None,
                     deadline: Deadline | None = None, parse: Parse = parse_resource,
-                    record: PatientRecord | None = None) -> PatientRecord:
+                    record: PatientRecord | None = None, parts: PartCache | None = None) -> PatientRecord:
     """The record of one call (see the module docstring); 403 for a disallowed fhirServer, 412 for a gap.
 
     `needs`: parts without which the call is a 412. `wants`: parts read from the server when not
@@ -185,7 +188,8 @@ def assemble_record(request: HookRequest, needs: Iterable[str], *,
     gateway; without one nothing is read. `keep`: a predicate on raw resources of a part (default:
     keep all). `deadline`: defaults to CDS_CALL_DEADLINE_MS from now. `parse`: how a raw resource is
     validated (the runtime passes its ParseCache's, so a history sent again is not validated again).
-    `record`: the call's `draft_record`, when it was made already.
+    `record`: the call's `draft_record`, when it was made already. `parts`: the process's PartCache, so
+    a prefetched part sent again is not selected again.
     """
     needs = tuple(needs)
     wanted = set(needs if wants is None else wants) | set(needs)
@@ -204,7 +208,7 @@ def assemble_record(request: HookRequest, needs: Iterable[str], *,
         value = request.prefetch.get(part)
         gap, resources = read_prefetch(value)
         if gap is None:
-            add_part(record, part, resources, keep, parse)
+            add_part(record, part, resources, keep, parse, parts=parts)
             record.sources[part] = "prefetch"
             link = safe.next_link(value)
             if link is None:
@@ -254,10 +258,15 @@ def assemble_record(request: HookRequest, needs: Iterable[str], *,
     return record
 
 
-def add_part(record: PatientRecord, part: str, resources: Iterable[dict[str, Any]],
-             keep: Keep | None = None, parse: Parse = parse_resource) -> None:
+def add_part(record: PatientRecord, part: str, resources: list[dict[str, Any]],
+             keep: Keep | None = None, parse: Parse = parse_resource, *,
+             parts: PartCache | None = None) -> None:
     """Select on the raw JSON, then parse and file the resources of one record part."""
-    file_part(record, part, select_and_parse(part, resources, keep, record.patient_id, parse))
+    if parts is None:
+        parsed = select_and_parse(part, resources, keep, record.patient_id, parse)
+    else:
+        parsed = parts.select(part, resources, keep, record.patient_id, parse)
+    file_part(record, part, parsed)
 
 
 def select_and_parse(part: str, resources: Iterable[dict[str, Any]], keep: Keep | None = None,
@@ -292,6 +301,40 @@ def select_and_parse(part: str, resources: Iterable[dict[str, Any]], keep: Keep 
         except ValueError as exc:
             parsed.append((str(kind)[:40], str(exc)))
     return parsed
+
+
+class PartCache:
+    """`select_and_parse`'s answers by the exact content of a part: an EHR sends a patient's history again
+    with every order-select, order-sign and patient-view, and selecting it again (each resource looked at,
+    the kept ones digested for the parse cache) was a fifth of an arm B call (bench/README.md).
+
+    The key is the part, the patient, the `keep` predicate (by identity, held by the entry) and the part's
+    resources as `jsonio.exact_text` writes them: only equal content shares an entry, and content it cannot
+    write exactly is selected each time. The answer is what `select_and_parse` gives for that content (its
+    models are never changed, as the parse cache's). Bounded by the bytes of the keys it holds.
+    """
+
+    def __init__(self, max_bytes: int = 32 * 1024 * 1024) -> None:
+        self._entries: LRUCache[tuple[Any, ...], tuple[int, Keep | None, Parsed]] = LRUCache(
+            maxsize=max_bytes, getsizeof=lambda entry: entry[0])
+        self._max_bytes = max_bytes
+        self._lock = threading.Lock()
+
+    def select(self, part: str, resources: list[dict[str, Any]], keep: Keep | None = None,
+               patient_id: str | None = None, parse: Parse = parse_resource) -> Parsed:
+        """`select_and_parse(part, resources, keep, patient_id, parse)`, once per distinct content."""
+        text = jsonio.exact_text(resources)
+        if text is None or len(text) > self._max_bytes:
+            return select_and_parse(part, resources, keep, patient_id, parse)
+        key = (part, patient_id, id(keep), text)
+        with self._lock:
+            found = self._entries.get(key)
+        if found is not None:
+            return list(found[2])
+        parsed = select_and_parse(part, resources, keep, patient_id, parse)
+        with self._lock:
+            self._entries[key] = (len(text), keep, list(parsed))
+        return parsed
 
 
 def _of_another_patient(part: str, raw: dict[str, Any], patient_id: str) -> bool:

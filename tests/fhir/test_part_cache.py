@@ -1,0 +1,169 @@
+"""PartCache answers as select_and_parse does, for the same content only: any change, patient or predicate misses."""
+
+from __future__ import annotations
+
+import copy
+from datetime import date
+from typing import Any
+
+import pytest
+
+from cds_service.fhir import assemble
+from cds_service.fhir.assemble import OTHER_PATIENT, PartCache, select_and_parse
+from cds_service.fhir.parse import ParseCache
+from tests.rules.scenario import (
+    administration,
+    care_plan,
+    dex_order,
+    medication_request,
+    patient,
+    research_study,
+    research_subject,
+)
+
+
+def _keep_drugs(part: str, raw: dict[str, Any]) -> bool:
+    text = str((raw.get("medicationCodeableConcept") or {}).get("text", ""))
+    return part not in ("medicationRequests", "medicationAdministrations") or "ondansetron" not in text
+
+
+def _history() -> list[dict[str, Any]]:
+    other = administration("isatuximab", "2026-10-27", "isa-other")
+    other["subject"] = {"reference": "Patient/someone-else"}
+    unreadable = administration("isatuximab", "2026-10-27", "isa-bad")
+    unreadable["status"] = ["completed"]
+    return [
+        administration("isatuximab", "2026-09-01", "isa-1"),
+        administration("ondansetron 8 mg", "2026-09-01", "ond-1"),  # not kept
+        other,  # another patient's: named, never validated
+        unreadable,  # does not validate: named
+        {"resourceType": "Medication", "id": "med-1", "code": {"text": "dexamethasone"}},  # kept for references
+        {"resourceType": "OperationOutcome", "issue": []},  # another type: never validated
+    ]
+
+
+PARTS = {
+    "medicationAdministrations": _history(),
+    "medicationRequests": [medication_request("pomalidomide 4 mg", date(2026, 9, 1), "pom-1"),
+                           dex_order(date(2026, 9, 1))],
+    "researchSubjects": [research_subject(), research_study()],
+    "carePlans": [care_plan()],
+    "patient": [patient()],
+}
+
+
+def _shown(parsed: assemble.Parsed) -> list[tuple[str, Any]]:
+    return [(kind, item if isinstance(item, str) else item.model_dump(mode="json")) for kind, item in parsed]
+
+
+@pytest.mark.parametrize("part", sorted(PARTS))
+def test_each_answer_is_select_and_parse_s_and_so_is_the_remembered_one(part):
+    cache, resources = PartCache(), PARTS[part]
+    expected = _shown(select_and_parse(part, resources, _keep_drugs, "pat-42"))
+    assert _shown(cache.select(part, resources, _keep_drugs, "pat-42")) == expected
+    assert _shown(cache.select(part, copy.deepcopy(resources), _keep_drugs, "pat-42")) == expected
+
+
+def test_the_administration_history_is_selected_as_expected():
+    shown = _shown(PartCache().select("medicationAdministrations", _history(), _keep_drugs, "pat-42"))
+    assert [(kind, item if isinstance(item, str) else item["id"]) for kind, item in shown] == [
+        ("MedicationAdministration", "isa-1"),
+        ("MedicationAdministration", OTHER_PATIENT),
+        ("MedicationAdministration", shown[2][1]),
+        ("Medication", "med-1"),
+    ]
+    assert "does not validate" in shown[2][1]
+
+
+@pytest.fixture
+def selections(monkeypatch) -> list[str]:
+    """The parts select_and_parse is run on (each miss of the cache)."""
+    made: list[str] = []
+    real = assemble.select_and_parse
+
+    def counted(part, *args, **kwargs):
+        made.append(part)
+        return real(part, *args, **kwargs)
+
+    monkeypatch.setattr(assemble, "select_and_parse", counted)
+    return made
+
+
+def test_the_same_content_is_selected_once(selections):
+    cache = PartCache()
+    for _ in range(3):
+        cache.select("medicationAdministrations", copy.deepcopy(_history()), _keep_drugs, "pat-42")
+    assert selections == ["medicationAdministrations"]
+
+
+def _changed(history: list[dict[str, Any]], how: str) -> list[dict[str, Any]]:
+    changed = copy.deepcopy(history)
+    first = changed[0]
+    if how == "a value":
+        first["effectiveDateTime"] = "2026-09-02"
+    elif how == "a type":  # 1 written 1.0: equal in Python, another JSON text
+        first["dosage"] = {"dose": {"value": 1.0, "unit": "mg"}}
+    elif how == "an element added":
+        first["note"] = [{"text": "late"}]
+    elif how == "the order":
+        changed.reverse()
+    elif how == "one resource fewer":
+        changed.pop(0)
+    return changed
+
+
+@pytest.mark.parametrize("how", ["a value", "a type", "an element added", "the order", "one resource fewer"])
+def test_any_change_of_content_is_selected_again_and_answered_from_the_new_content(selections, how):
+    cache = PartCache()
+    history = _history()
+    history[0]["dosage"] = {"dose": {"value": 1, "unit": "mg"}}
+    cache.select("medicationAdministrations", history, _keep_drugs, "pat-42")
+    changed = _changed(history, how)
+    assert _shown(cache.select("medicationAdministrations", changed, _keep_drugs, "pat-42")) == \
+        _shown(select_and_parse("medicationAdministrations", changed, _keep_drugs, "pat-42"))
+    assert len(selections) == 2  # the first content, then the changed one
+
+
+def test_another_patient_part_or_predicate_shares_no_entry(selections):
+    cache, history = PartCache(), _history()
+    cache.select("medicationAdministrations", history, _keep_drugs, "pat-42")
+    as_someone_else = cache.select("medicationAdministrations", history, _keep_drugs, "someone-else")
+    cache.select("medicationAdministrations", history, lambda part, raw: True, "pat-42")
+    cache.select("medicationRequests", history, _keep_drugs, "pat-42")
+    assert len(selections) == 4
+    # For the other patient, pat-42's administration is the one left out.
+    assert next(item for _, item in as_someone_else) == OTHER_PATIENT
+
+
+@pytest.mark.parametrize("odd", [None, float("nan"), "\ud800"], ids=["null", "nan", "lone-surrogate"])
+def test_content_without_an_exact_text_is_selected_every_time(selections, odd):
+    cache, history = PartCache(), _history()
+    history[0]["note"] = [{"text": odd}]
+    for _ in range(2):
+        cache.select("medicationAdministrations", history, _keep_drugs, "pat-42")
+    assert len(selections) == 2
+
+
+def test_the_cache_is_bounded_by_the_bytes_it_holds(selections):
+    one, two = _history(), _changed(_history(), "a value")
+    cache = PartCache(max_bytes=len(assemble.jsonio.exact_text(one)) + 10)
+    for history in (one, two, one):
+        cache.select("medicationAdministrations", history, _keep_drugs, "pat-42")
+    assert len(selections) == 3  # `two` pushed `one` out
+    tiny = PartCache(max_bytes=10)
+    for _ in range(2):
+        tiny.select("medicationAdministrations", one, _keep_drugs, "pat-42")
+    assert len(selections) == 5  # too large to hold: selected each time, never an error
+
+
+def test_an_answer_changed_by_its_caller_does_not_change_the_next():
+    cache = PartCache()
+    cache.select("medicationAdministrations", _history(), _keep_drugs, "pat-42").clear()
+    assert len(cache.select("medicationAdministrations", _history(), _keep_drugs, "pat-42")) == 4
+
+
+def test_with_the_parse_cache_the_models_are_the_same_objects_call_after_call():
+    cache, parse = PartCache(), ParseCache(64).parse
+    first = cache.select("medicationAdministrations", _history(), _keep_drugs, "pat-42", parse)
+    again = cache.select("medicationAdministrations", _history(), _keep_drugs, "pat-42", parse)
+    assert [id(item) for _, item in first] == [id(item) for _, item in again]
