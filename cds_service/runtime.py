@@ -25,6 +25,7 @@ from cds_service.hooks.response import cds_response
 from cds_service.knowledge.model import Knowledge, shared_knowledge
 from cds_service.knowledge.relevance import narrowed, relevance
 from cds_service.logs import log_event
+from cds_service.rules.memo import ClockMemo
 from cds_service.security.caller import ANONYMOUS, Caller
 from cds_service.security.pseudonym import pseudonymizer
 from cds_service.services import default_registry
@@ -73,6 +74,8 @@ class Runtime:
         self.parse_cache = ParseCache(self.config.parse_cache_size)
         # Prefetched parts as selected, by their exact content: a patient's history is selected once.
         self.part_cache = PartCache()
+        # Cycle clocks by the identity of the (cached) models they are read from: a patient's calls share one.
+        self.clocks = ClockMemo()
         # The override reasons the cards offer: a reason sent back as a bare code is named from it.
         self.reasons = ReasonCatalogue.of(self.knowledge.override_reasons)
         warm_models(MODEL_TYPES)
@@ -134,7 +137,8 @@ class Runtime:
             started = time.perf_counter()
             call = ServiceCall(request=request, record=record, knowledge=knowledge, today=self.today(),
                                config=self.config,
-                               base_url=self.public_base(base_url() if callable(base_url) else base_url))
+                               base_url=self.public_base(base_url() if callable(base_url) else base_url),
+                               clock_of=self.clocks)
             response = cds_response(served_links(service.evaluate(call), knowledge, call.base_url))
         log_fields["evaluateMs"] = round((time.perf_counter() - started) * 1000, 1)
         log_fields["cards"] = len(response["cards"])

@@ -24,6 +24,8 @@ from cds_service.logs import log_event
 log = logging.getLogger(__name__)
 
 PLAN_TYPE = "http://terminology.hl7.org/CodeSystem/plan-definition-type"
+# Site views remembered by Knowledge.for_site.
+_MAX_SITE_VIEWS = 256
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,9 @@ class Knowledge:
     sites: Sites = field(default_factory=Sites)
     site: str | None = None
     published_regimens: tuple[Regimen, ...] = ()  # the published regimens, whatever the view
+    # for_site's views, one object per site: the cycle-clock memo (rules/memo.py) keys on its identity.
+    _views: dict[str | None, Knowledge] = field(default_factory=dict, init=False, compare=False,
+                                                repr=False)
 
     def for_site(self, site: str | None) -> Knowledge:
         """The knowledge as a site uses it: its adaptation of each regimen it adapted, the published others.
@@ -63,9 +68,15 @@ class Knowledge:
         """
         if site == self.site:
             return self
-        published = self.published_regimens or self.regimens
-        regimens = tuple(self.sites.adaptation(site, r) or r for r in published)
-        return dataclasses.replace(self, regimens=regimens, site=site, published_regimens=published)
+        view = self._views.get(site)
+        if view is None:
+            published = self.published_regimens or self.regimens
+            regimens = tuple(self.sites.adaptation(site, r) or r for r in published)
+            view = dataclasses.replace(self, regimens=regimens, site=site, published_regimens=published)
+            # Sites come from the configuration or a caller's token: bounded, past it built each time.
+            if len(self._views) < _MAX_SITE_VIEWS:
+                self._views[site] = view
+        return view
 
     def codes(self, key: str) -> CodeSet:
         """A code set by ValueSet id (e.g. "dexamethasone", "routes-local")."""

@@ -13,6 +13,7 @@ the arm are tried and an answer is given only where they agree.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -28,6 +29,8 @@ from cds_service.rules.medication import identify_drug, medication_of
 from cds_service.rules.orders import OrderFacts, order_facts
 
 DEX = "dexamethasone"
+# How a call gets its cycle clock: `cycle_clock` itself, or the runtime's rules/memo.ClockMemo.
+ClockOf = Callable[[PatientRecord, Knowledge, Enrolment, ZoneInfo], CycleClock]
 # Draft orders in these statuses are not being ordered (order-sign may re-fire on signed orders: they count).
 NOT_ORDERED = frozenset({"cancelled", "entered-in-error", "stopped", "completed"})
 
@@ -112,14 +115,15 @@ def _stop(clock: CycleClock) -> tuple[int | None, date | None]:
     return stop, clock.cycle_start(stop) if stop else None
 
 
-def situation(record: PatientRecord, knowledge: Knowledge, day: date, zone: ZoneInfo) -> Situation | None:
+def situation(record: PatientRecord, knowledge: Knowledge, day: date, zone: ZoneInfo,
+              clock_of: ClockOf = cycle_clock) -> Situation | None:
     """Where the patient stands in the trial on `day`; None if not enrolled in the study."""
     enrolled = enrolment(record, knowledge, zone)
     if enrolled is None:
         return None
     if enrolled.arm is None:
         return Situation(enrolled, None, None, None, None, None)
-    clock = cycle_clock(record, knowledge, enrolled, zone)
+    clock = clock_of(record, knowledge, enrolled, zone)
     place = clock.position(day)
     stop, stop_date = _stop(clock)
     return Situation(enrolled, clock, *(place or (None, None)), stop, stop_date)
@@ -207,9 +211,15 @@ def orders_could_be_dex(
 
 
 def evaluate_orders(
-    record: PatientRecord, knowledge: Knowledge, today: date, zone: ZoneInfo, selections: tuple[str, ...] = ()
+    record: PatientRecord,
+    knowledge: Knowledge,
+    today: date,
+    zone: ZoneInfo,
+    selections: tuple[str, ...] = (),
+    *,
+    clock_of: ClockOf = cycle_clock,
 ) -> list[DexFinding]:
-    """The findings for the draft orders of an order-select / order-sign call."""
+    """The findings for the draft orders of an order-select / order-sign call (`clock_of`: ClockOf)."""
     orders = candidate_orders(record, selections)
     enrolled = enrolment(record, knowledge, zone)
     if enrolled is None:
@@ -229,7 +239,7 @@ def evaluate_orders(
                     evidence=(enrolled.reference,),
                 )
             )
-    clock = cycle_clock(record, knowledge, enrolled, zone) if enrolled.arm else None
+    clock = clock_of(record, knowledge, enrolled, zone) if enrolled.arm else None
     for order in orders:
         is_dex, unknown_drug = _dex_order(order, record, knowledge)
         if not is_dex:

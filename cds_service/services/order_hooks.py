@@ -61,7 +61,8 @@ def no_card_because(request: HookRequest, drafts: PatientRecord, knowledge: Know
 
 def evaluate(call: ServiceCall) -> list[dict[str, Any]]:
     """Cards for the draft orders of a call (on order-select, the selected ones)."""
-    findings = evaluate_orders(call.record, call.knowledge, call.today, call.zone, _selections(call.request))
+    findings = evaluate_orders(call.record, call.knowledge, call.today, call.zone, _selections(call.request),
+                               clock_of=call.clock_of)
     return order_cards(findings, call.knowledge, _raw_orders(call))
 
 

@@ -62,7 +62,7 @@ def evaluate(call: ServiceCall) -> list[dict[str, Any]]:
     dexamethasone given in a cycle without it, an arm A cycle without it by its last day); "could not verify"
     when no enrolment is readable but one the record cannot read may be it; the eligibility card for the
     others."""
-    where = situation(call.record, call.knowledge, call.today, call.zone)
+    where = situation(call.record, call.knowledge, call.today, call.zone, call.clock_of)
     if where is None:
         # No readable enrolment, but one the record cannot read may be it: never silent, never screened.
         doubt = enrolment_doubt(call.record, call.knowledge)
