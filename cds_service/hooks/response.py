@@ -71,15 +71,20 @@ def link(label: str, url: str, kind: str = "absolute", app_context: str | None =
 
 def action(kind: str, description: str, *, resource: Mapping[str, Any] | None = None,
            resource_id: str | None = None) -> dict[str, Any]:
-    """A suggestion action: create/update carry a resource, delete a resourceId (`Type/id`)."""
-    return prune({"type": kind, "description": description, "resource": resource, "resourceId": resource_id})
+    """A suggestion action: create/update carry a resource, delete a resourceId (`Type/id`).
+
+    Only its own fields are pruned here: the resource inside is pruned with the card (`card`, and
+    `cds_response` again), not once more for each builder it passes through."""
+    return _shallow({"type": kind, "description": description, "resource": resource,
+                     "resourceId": resource_id})
 
 
 def suggestion(label: str, actions: Sequence[Mapping[str, Any]], *, recommended: bool | None = None,
                suggestion_uuid: str | None = None) -> dict[str, Any]:
-    """A suggestion with its actions; a uuid is given so the client can report it as accepted."""
-    return prune({"label": label, "uuid": suggestion_uuid or new_uuid(),
-                  "isRecommended": recommended, "actions": list(actions)})
+    """A suggestion with its actions; a uuid is given so the client can report it as accepted (its actions
+    are pruned with the card, as an action's resource is)."""
+    return _shallow({"label": label, "uuid": suggestion_uuid or new_uuid(),
+                     "isRecommended": recommended, "actions": list(actions)})
 
 
 def card(
@@ -210,6 +215,11 @@ def prune(value: Any) -> Any:
                 items.append(kept)
         return items
     return value
+
+
+def _shallow(value: dict[str, Any]) -> dict[str, Any]:
+    """`value` without its empty fields (as `prune` tells them), leaving what they hold as it is."""
+    return {key: item for key, item in value.items() if item != "" and not _empty(item)}
 
 
 def _empty(value: Any) -> bool:

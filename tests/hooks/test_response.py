@@ -82,6 +82,18 @@ def test_suggestions_get_uuids_and_a_selection_behavior():
     check_cds_response(cds_response([built]))
 
 
+def test_a_resource_in_an_action_is_pruned_with_the_card_it_goes_into():
+    resource = {"resourceType": "MedicationRequest", "id": "dex-1", "note": [{"text": ""}], "reasonCode": None,
+                "dosageInstruction": [{"text": "x", "route": {}}]}
+    update = action("update", "End the order", resource=resource)
+    built = card(summary="S", indicator="warning", source=SOURCE,
+                 suggestions=[suggestion("End it", [update], recommended=None)])
+    assert built["suggestions"][0]["actions"][0]["resource"] == {
+        "resourceType": "MedicationRequest", "id": "dex-1", "dosageInstruction": [{"text": "x"}]}
+    assert "isRecommended" not in built["suggestions"][0]
+    assert not empty_values(cds_response([built]))
+
+
 def test_selection_behavior_is_dropped_without_suggestions():
     assert "selectionBehavior" not in card(summary="S", indicator="info", source=SOURCE, selection_behavior="any")
 
