@@ -190,7 +190,9 @@ def prune(value: Any) -> Any:
     kind = type(value)
     if kind in _LEAVES:
         return value
-    if kind is dict or isinstance(value, Mapping):
+    # Plain dicts, lists and tuples are told by their type: the ABC checks below are for anything else
+    # (a card's evidence is tuples, and an isinstance on Mapping costs more than the pruning of a leaf).
+    if kind is dict or (kind is not list and kind is not tuple and isinstance(value, Mapping)):
         out = {}
         for key, item in value.items():
             if type(item) in _LEAVES:
@@ -198,21 +200,21 @@ def prune(value: Any) -> Any:
                 # mostly leaves: no call, no check of their size).
                 if item != "":
                     out[key] = item
-                continue
-            kept = prune(item)
-            if not _empty(kept):
-                out[key] = kept
+            elif item is not None:
+                kept = prune(item)
+                if kept if type(kept) in _SIZED else not _empty(kept):
+                    out[key] = kept
         return out
-    if kind is list or isinstance(value, list | tuple):
+    if kind is list or kind is tuple or isinstance(value, list | tuple):
         items = []
         for item in value:
             if type(item) in _LEAVES:
                 if item != "":
                     items.append(item)
-                continue
-            kept = prune(item)
-            if not _empty(kept):
-                items.append(kept)
+            elif item is not None:
+                kept = prune(item)
+                if kept if type(kept) in _SIZED else not _empty(kept):
+                    items.append(kept)
         return items
     return value
 
