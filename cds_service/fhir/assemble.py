@@ -45,6 +45,8 @@ Keep = Callable[[str, dict[str, Any]], bool]
 Parse = Callable[[Any], Resource]
 # Resources of a part, each as (resourceType, the parsed model or why it does not validate).
 Parsed = list[tuple[str, Resource | str]]
+# A prefetch value read for a part: why it cannot be used (None: it can), its Parsed, its next page's link.
+PrefetchPart = tuple[str | None, Parsed, str | None]
 
 # Record part → PatientRecord attribute (the patient part is a single resource).
 _LIST_FIELDS = {
@@ -204,13 +206,12 @@ def assemble_record(request: HookRequest, needs: Iterable[str], *,
         deadline = deadline or fhir.deadline()
     kinds: dict[str, str] = {}
     reads: list[Read] = []
+    read = read_part if parts is None else parts.read
     for part in TEMPLATES:
-        value = request.prefetch.get(part)
-        gap, resources = read_prefetch(value)
+        gap, parsed, link = read(part, request.prefetch.get(part), keep, record.patient_id, parse)
         if gap is None:
-            add_part(record, part, resources, keep, parse, parts=parts)
+            file_part(record, part, parsed)
             record.sources[part] = "prefetch"
-            link = safe.next_link(value)
             if link is None:
                 continue
             if target is None:
@@ -258,15 +259,20 @@ def assemble_record(request: HookRequest, needs: Iterable[str], *,
     return record
 
 
-def add_part(record: PatientRecord, part: str, resources: list[dict[str, Any]],
-             keep: Keep | None = None, parse: Parse = parse_resource, *,
-             parts: PartCache | None = None) -> None:
+def add_part(record: PatientRecord, part: str, resources: Iterable[dict[str, Any]],
+             keep: Keep | None = None, parse: Parse = parse_resource) -> None:
     """Select on the raw JSON, then parse and file the resources of one record part."""
-    if parts is None:
-        parsed = select_and_parse(part, resources, keep, record.patient_id, parse)
-    else:
-        parsed = parts.select(part, resources, keep, record.patient_id, parse)
-    file_part(record, part, parsed)
+    file_part(record, part, select_and_parse(part, resources, keep, record.patient_id, parse))
+
+
+def read_part(part: str, value: Any, keep: Keep | None = None, patient_id: str | None = None,
+              parse: Parse = parse_resource) -> PrefetchPart:
+    """A prefetch value read for one part: why it cannot be used (`read_prefetch`; None when it can), its
+    resources selected and parsed (`select_and_parse`), and the link to its next page, if any."""
+    gap, resources = read_prefetch(value)
+    if gap is not None:
+        return gap, [], None
+    return None, select_and_parse(part, resources, keep, patient_id, parse), safe.next_link(value)
 
 
 def select_and_parse(part: str, resources: Iterable[dict[str, Any]], keep: Keep | None = None,
@@ -304,37 +310,39 @@ def select_and_parse(part: str, resources: Iterable[dict[str, Any]], keep: Keep 
 
 
 class PartCache:
-    """`select_and_parse`'s answers by the exact content of a part: an EHR sends a patient's history again
-    with every order-select, order-sign and patient-view, and selecting it again (each resource looked at,
-    the kept ones digested for the parse cache) was a fifth of an arm B call (bench/README.md).
+    """`read_part`'s answers by the exact content of a prefetch value: an EHR sends a patient's history
+    again with every order-select, order-sign and patient-view, and reading it again (its Bundle checked,
+    each resource looked at, the kept ones digested for the parse cache) was a fifth of an arm B call
+    (bench/README.md).
 
-    The key is the part, the patient, the `keep` predicate (by identity, held by the entry) and the part's
-    resources as `jsonio.exact_text` writes them: only equal content shares an entry, and content it cannot
-    write exactly is selected each time. The answer is what `select_and_parse` gives for that content (its
-    models are never changed, as the parse cache's). Bounded by the bytes of the keys it holds.
+    The key is the part, the patient, the `keep` predicate (by identity, held by the entry) and the value as
+    `jsonio.exact_text` writes it: only equal content shares an entry, and content it cannot write exactly
+    is read each time. The answer is what `read_part` gives for that content (its models are never changed,
+    as the parse cache's). Bounded by the bytes of the keys it holds.
     """
 
     def __init__(self, max_bytes: int = 32 * 1024 * 1024) -> None:
-        self._entries: LRUCache[tuple[Any, ...], tuple[int, Keep | None, Parsed]] = LRUCache(
+        self._entries: LRUCache[tuple[Any, ...], tuple[int, Keep | None, PrefetchPart]] = LRUCache(
             maxsize=max_bytes, getsizeof=lambda entry: entry[0])
         self._max_bytes = max_bytes
         self._lock = threading.Lock()
 
-    def select(self, part: str, resources: list[dict[str, Any]], keep: Keep | None = None,
-               patient_id: str | None = None, parse: Parse = parse_resource) -> Parsed:
-        """`select_and_parse(part, resources, keep, patient_id, parse)`, once per distinct content."""
-        text = jsonio.exact_text(resources)
+    def read(self, part: str, value: Any, keep: Keep | None = None, patient_id: str | None = None,
+             parse: Parse = parse_resource) -> PrefetchPart:
+        """`read_part(part, value, keep, patient_id, parse)`, once per distinct content."""
+        text = jsonio.exact_text(value)
         if text is None or len(text) > self._max_bytes:
-            return select_and_parse(part, resources, keep, patient_id, parse)
+            return read_part(part, value, keep, patient_id, parse)
         key = (part, patient_id, id(keep), text)
         with self._lock:
             found = self._entries.get(key)
         if found is not None:
-            return list(found[2])
-        parsed = select_and_parse(part, resources, keep, patient_id, parse)
+            gap, parsed, link = found[2]
+            return gap, list(parsed), link
+        gap, parsed, link = read_part(part, value, keep, patient_id, parse)
         with self._lock:
-            self._entries[key] = (len(text), keep, list(parsed))
-        return parsed
+            self._entries[key] = (len(text), keep, (gap, list(parsed), link))
+        return gap, parsed, link
 
 
 def _of_another_patient(part: str, raw: dict[str, Any], patient_id: str) -> bool:

@@ -1,4 +1,4 @@
-"""PartCache answers as select_and_parse does, for the same content only: any change, patient or predicate misses."""
+"""PartCache answers as read_part does, for the same content only: any change, patient or predicate misses."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from cds_service.fhir import assemble
-from cds_service.fhir.assemble import OTHER_PATIENT, PartCache, select_and_parse
+from cds_service.fhir.assemble import OTHER_PATIENT, PartCache, read_part
 from cds_service.fhir.parse import ParseCache
 from tests.rules.scenario import (
     administration,
@@ -52,20 +52,63 @@ PARTS = {
 }
 
 
+def _value(part: str, resources: list[dict[str, Any]], **bundle: Any) -> Any:
+    """The prefetch value of a part holding these resources (the patient part is the resource itself)."""
+    if part == "patient":
+        return copy.deepcopy(resources[0])
+    return {"resourceType": "Bundle", "type": "searchset", **bundle,
+            "entry": [{"resource": copy.deepcopy(r)} for r in resources]}
+
+
+def _select(cache, part, resources, keep, patient_id, *, parse=None) -> assemble.Parsed:
+    """The selected resources of a part, read through the cache (as assemble_record does)."""
+    gap, parsed, link = cache.read(part, _value(part, resources), keep, patient_id,
+                                   *([parse] if parse else []))
+    assert (gap, link) == (None, None)
+    return parsed
+
+
+def _expected(part, resources, keep, patient_id) -> assemble.PrefetchPart:
+    return read_part(part, _value(part, resources), keep, patient_id)
+
+
 def _shown(parsed: assemble.Parsed) -> list[tuple[str, Any]]:
     return [(kind, item if isinstance(item, str) else item.model_dump(mode="json")) for kind, item in parsed]
 
 
 @pytest.mark.parametrize("part", sorted(PARTS))
-def test_each_answer_is_select_and_parse_s_and_so_is_the_remembered_one(part):
+def test_each_answer_is_read_part_s_and_so_is_the_remembered_one(part):
     cache, resources = PartCache(), PARTS[part]
-    expected = _shown(select_and_parse(part, resources, _keep_drugs, "pat-42"))
-    assert _shown(cache.select(part, resources, _keep_drugs, "pat-42")) == expected
-    assert _shown(cache.select(part, copy.deepcopy(resources), _keep_drugs, "pat-42")) == expected
+    expected = _shown(_expected(part, resources, _keep_drugs, "pat-42")[1])
+    assert _shown(_select(cache, part, resources, _keep_drugs, "pat-42")) == expected
+    assert _shown(_select(cache, part, resources, _keep_drugs, "pat-42")) == expected
+
+
+@pytest.mark.parametrize(("value", "gap"), [
+    ({"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "timeout"}]},
+     "the client could not prefetch it"),
+    ({"resourceType": "Bundle", "entry": [{"resource": {"resourceType": ["MedicationAdministration"]}}]},
+     "unreadable entry"),
+    ({"resourceType": "Bundle", "link": "next"}, "whether it has more pages cannot be told"),
+], ids=["operation-outcome", "unreadable-entry", "unreadable-link"])
+def test_a_gap_is_remembered_as_the_same_gap(value, gap):
+    cache = PartCache()
+    for _ in range(2):
+        found, parsed, link = cache.read("medicationAdministrations", value, _keep_drugs, "pat-42")
+        assert gap in found and (parsed, link) == ([], None)
+
+
+def test_the_next_page_is_remembered_with_the_part():
+    cache = PartCache()
+    value = _value("medicationAdministrations", _history(),
+                   link=[{"relation": "next", "url": "MedicationAdministration?page=2"}])
+    for _ in range(2):
+        gap, parsed, link = cache.read("medicationAdministrations", value, _keep_drugs, "pat-42")
+        assert (gap, len(parsed), link) == (None, 4, "MedicationAdministration?page=2")
 
 
 def test_the_administration_history_is_selected_as_expected():
-    shown = _shown(PartCache().select("medicationAdministrations", _history(), _keep_drugs, "pat-42"))
+    shown = _shown(_select(PartCache(), "medicationAdministrations", _history(), _keep_drugs, "pat-42"))
     assert [(kind, item if isinstance(item, str) else item["id"]) for kind, item in shown] == [
         ("MedicationAdministration", "isa-1"),
         ("MedicationAdministration", OTHER_PATIENT),
@@ -77,22 +120,22 @@ def test_the_administration_history_is_selected_as_expected():
 
 @pytest.fixture
 def selections(monkeypatch) -> list[str]:
-    """The parts select_and_parse is run on (each miss of the cache)."""
+    """The parts read_part is run on (each miss of the cache)."""
     made: list[str] = []
-    real = assemble.select_and_parse
+    real = assemble.read_part
 
     def counted(part, *args, **kwargs):
         made.append(part)
         return real(part, *args, **kwargs)
 
-    monkeypatch.setattr(assemble, "select_and_parse", counted)
+    monkeypatch.setattr(assemble, "read_part", counted)
     return made
 
 
 def test_the_same_content_is_selected_once(selections):
     cache = PartCache()
     for _ in range(3):
-        cache.select("medicationAdministrations", copy.deepcopy(_history()), _keep_drugs, "pat-42")
+        _select(cache, "medicationAdministrations", _history(), _keep_drugs, "pat-42")
     assert selections == ["medicationAdministrations"]
 
 
@@ -117,19 +160,19 @@ def test_any_change_of_content_is_selected_again_and_answered_from_the_new_conte
     cache = PartCache()
     history = _history()
     history[0]["dosage"] = {"dose": {"value": 1, "unit": "mg"}}
-    cache.select("medicationAdministrations", history, _keep_drugs, "pat-42")
+    _select(cache, "medicationAdministrations", history, _keep_drugs, "pat-42")
     changed = _changed(history, how)
-    assert _shown(cache.select("medicationAdministrations", changed, _keep_drugs, "pat-42")) == \
-        _shown(select_and_parse("medicationAdministrations", changed, _keep_drugs, "pat-42"))
-    assert len(selections) == 2  # the first content, then the changed one
+    assert _shown(_select(cache, "medicationAdministrations", changed, _keep_drugs, "pat-42")) == \
+        _shown(_expected("medicationAdministrations", changed, _keep_drugs, "pat-42")[1])
+    assert len(selections) == 2  # the first content, then the changed one (the reference is read_part's own)
 
 
 def test_another_patient_part_or_predicate_shares_no_entry(selections):
     cache, history = PartCache(), _history()
-    cache.select("medicationAdministrations", history, _keep_drugs, "pat-42")
-    as_someone_else = cache.select("medicationAdministrations", history, _keep_drugs, "someone-else")
-    cache.select("medicationAdministrations", history, lambda part, raw: True, "pat-42")
-    cache.select("medicationRequests", history, _keep_drugs, "pat-42")
+    _select(cache, "medicationAdministrations", history, _keep_drugs, "pat-42")
+    as_someone_else = _select(cache, "medicationAdministrations", history, _keep_drugs, "someone-else")
+    _select(cache, "medicationAdministrations", history, lambda part, raw: True, "pat-42")
+    _select(cache, "medicationRequests", history, _keep_drugs, "pat-42")
     assert len(selections) == 4
     # For the other patient, pat-42's administration is the one left out.
     assert next(item for _, item in as_someone_else) == OTHER_PATIENT
@@ -140,30 +183,31 @@ def test_content_without_an_exact_text_is_selected_every_time(selections, odd):
     cache, history = PartCache(), _history()
     history[0]["note"] = [{"text": odd}]
     for _ in range(2):
-        cache.select("medicationAdministrations", history, _keep_drugs, "pat-42")
+        _select(cache, "medicationAdministrations", history, _keep_drugs, "pat-42")
     assert len(selections) == 2
 
 
 def test_the_cache_is_bounded_by_the_bytes_it_holds(selections):
     one, two = _history(), _changed(_history(), "a value")
-    cache = PartCache(max_bytes=len(assemble.jsonio.exact_text(one)) + 10)
+    size = len(assemble.jsonio.exact_text(_value("medicationAdministrations", one)))
+    cache = PartCache(max_bytes=size + 10)
     for history in (one, two, one):
-        cache.select("medicationAdministrations", history, _keep_drugs, "pat-42")
+        _select(cache, "medicationAdministrations", history, _keep_drugs, "pat-42")
     assert len(selections) == 3  # `two` pushed `one` out
     tiny = PartCache(max_bytes=10)
     for _ in range(2):
-        tiny.select("medicationAdministrations", one, _keep_drugs, "pat-42")
+        _select(tiny, "medicationAdministrations", one, _keep_drugs, "pat-42")
     assert len(selections) == 5  # too large to hold: selected each time, never an error
 
 
 def test_an_answer_changed_by_its_caller_does_not_change_the_next():
     cache = PartCache()
-    cache.select("medicationAdministrations", _history(), _keep_drugs, "pat-42").clear()
-    assert len(cache.select("medicationAdministrations", _history(), _keep_drugs, "pat-42")) == 4
+    _select(cache, "medicationAdministrations", _history(), _keep_drugs, "pat-42").clear()
+    assert len(_select(cache, "medicationAdministrations", _history(), _keep_drugs, "pat-42")) == 4
 
 
 def test_with_the_parse_cache_the_models_are_the_same_objects_call_after_call():
     cache, parse = PartCache(), ParseCache(64).parse
-    first = cache.select("medicationAdministrations", _history(), _keep_drugs, "pat-42", parse)
-    again = cache.select("medicationAdministrations", _history(), _keep_drugs, "pat-42", parse)
+    first = _select(cache, "medicationAdministrations", _history(), _keep_drugs, "pat-42", parse=parse)
+    again = _select(cache, "medicationAdministrations", _history(), _keep_drugs, "pat-42", parse=parse)
     assert [id(item) for _, item in first] == [id(item) for _, item in again]
