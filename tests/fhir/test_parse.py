@@ -36,6 +36,37 @@ def test_content_that_differs_only_in_its_json_types_shares_no_entry():
     assert cache.parse(text) is cache.parse(copy.deepcopy(text))
 
 
+@pytest.mark.parametrize("how", ["short", "long", "with a null", "with NaN"])
+def test_every_kind_of_key_validates_once_and_tells_content_apart(monkeypatch, how):
+    import cds_service.fhir.parse as parse_module
+
+    calls = []
+    real = parse_module.parse_resource
+    monkeypatch.setattr(parse_module, "parse_resource", lambda raw: calls.append(1) or real(raw))
+
+    def order(text: str):
+        built = dex_order()
+        built["note"] = [{"text": text * (300 if how == "long" else 1)}]
+        if how == "with a null":
+            built["reasonCode"] = None
+        elif how == "with NaN":
+            built["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] = float("nan")
+        return built
+
+    cache = ParseCache(16)
+    outcomes = [_outcome(cache, order(text)) for text in ("late", "late", "early")]
+    assert len(calls) == 2
+    assert outcomes[0] == outcomes[1] and (outcomes[0] is outcomes[1] or isinstance(outcomes[0], str))
+    assert outcomes[2] != outcomes[0]
+
+
+def _outcome(cache: ParseCache, raw):
+    try:
+        return cache.parse(raw)
+    except ValueError as exc:
+        return f"refused: {exc} ({raw['note'][0]['text'][:5]})"
+
+
 def test_failures_are_remembered_and_raised_again(monkeypatch):
     cache = ParseCache(16)
     broken = {"resourceType": "MedicationRequest", "status": 12}
