@@ -31,8 +31,11 @@ from cds_service.knowledge.model import Knowledge
 from cds_service.rules.cycles import CycleClock, cycle_clock
 from cds_service.rules.enrolment import Enrolment
 
-# Clocks remembered per process: one per patient seen recently (a clock holds a few dates and texts).
-CLOCK_MEMO_SIZE = 1024
+# What the memo may hold, counted in the resources its entries keep alive (each entry holds the view it was
+# computed from): a history's kept medication resources, care plans and referenced resources, some twenty
+# in the benchmark's record. The models are mostly those the parse and part caches hold too; alone, 20,000
+# of them take about 60 MB.
+CLOCK_MEMO_RESOURCES = 20_000
 
 
 def clock_view(record: PatientRecord) -> PatientRecord:
@@ -50,8 +53,10 @@ def clock_view(record: PatientRecord) -> PatientRecord:
 class ClockMemo:
     """`cycle_clock`, computed once per distinct set of input objects (see the module docstring)."""
 
-    def __init__(self, size: int = CLOCK_MEMO_SIZE) -> None:
-        self._entries: LRUCache[tuple[Any, ...], tuple[tuple[Any, ...], CycleClock]] = LRUCache(maxsize=size)
+    def __init__(self, max_resources: int = CLOCK_MEMO_RESOURCES) -> None:
+        self._entries: LRUCache[tuple[Any, ...], tuple[tuple[Any, ...], CycleClock, int]] = LRUCache(
+            maxsize=max_resources, getsizeof=lambda entry: entry[2])
+        self._max_resources = max_resources
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -79,9 +84,12 @@ class ClockMemo:
                 return found[1]
             self.misses += 1
         clock = cycle_clock(view, knowledge, enrolled, zone)
-        with self._lock:
-            # The inputs go with the clock: while the entry lives, no other object can take their ids.
-            self._entries[key] = (tuple(held), clock)
+        size = 1 + len(view.medication_requests) + len(view.medication_administrations) + \
+            len(view.care_plans) + len(view.referenced)
+        if size <= self._max_resources:
+            with self._lock:
+                # The inputs go with the clock: while the entry lives, no other object can take their ids.
+                self._entries[key] = (tuple(held), clock, size)
         return clock
 
 

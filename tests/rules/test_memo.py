@@ -103,3 +103,20 @@ def test_a_site_s_view_of_the_knowledge_is_one_object(knowledge, site):
     assert knowledge.for_site(site) is knowledge.for_site(site)
     assert (knowledge.for_site(site) is knowledge) == (site is None)
     assert knowledge.for_site("site-b") is not knowledge.for_site("site-a")
+
+
+def test_the_memo_is_bounded_by_the_resources_it_keeps_alive(knowledge):
+    cache = ParseCache(256)
+    rec = _history(cache.parse)
+    enrolled = enrolment(rec, knowledge, PARIS)
+    held = 1 + len(rec.medication_requests) + len(rec.medication_administrations) + len(rec.care_plans) + \
+        len(rec.referenced)
+    too_small = ClockMemo(max_resources=held - 1)
+    for _ in range(2):
+        assert too_small(rec, knowledge, enrolled, PARIS) == cycle_clock(rec, knowledge, enrolled, PARIS)
+    assert (too_small.hits, too_small.misses) == (0, 2)  # computed each time, never held
+    one = ClockMemo(max_resources=held)
+    moved = _history(cache.parse, shift=-1)
+    for history in (rec, moved, rec):
+        one(history, knowledge, enrolled, PARIS)
+    assert (one.hits, one.misses) == (0, 3)  # room for one history: the second pushed the first out
