@@ -221,7 +221,7 @@ def prune(value: Any) -> Any:
 
 def _shallow(value: dict[str, Any]) -> dict[str, Any]:
     """`value` without its empty fields (as `prune` tells them), leaving what they hold as it is."""
-    return {key: item for key, item in value.items() if item != "" and not _empty(item)}
+    return {key: item for key, item in value.items() if not _empty(item)}
 
 
 def _empty(value: Any) -> bool:
