@@ -47,8 +47,21 @@ def exact_text(value: Any) -> bytes | None:
     when that cannot be promised: NaN and the infinities (written as null, like None: any null in the text
     refuses it), a lone surrogate, an integer beyond 64 bits, anything that is not JSON. Fast (orjson):
     a 100-resource history in about 10 µs, where `repr` takes ten times as long."""
+    text = json_text(value)
+    return text if text is not None and is_exact(text) else None
+
+
+def json_text(value: Any) -> bytes | None:
+    """`exact_text` before its check for null (`is_exact`): None for a lone surrogate, an integer beyond 64
+    bits, anything that is not JSON. A cache that stores only texts passing `is_exact` may look up with
+    this one: a text holding a null was never stored, so it cannot be found."""
     try:
-        text = orjson.dumps(value, option=_STRICT)
+        return orjson.dumps(value, option=_STRICT)
     except TypeError:
         return None
-    return None if b"null" in text else text
+
+
+def is_exact(text: bytes) -> bool:
+    """Whether a `json_text` holds no null (None, NaN and the infinities all write as null). This scan is
+    as long as writing the text (9 µs for a 48-resource Bundle): a cache does it only before storing."""
+    return b"null" not in text

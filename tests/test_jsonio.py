@@ -138,6 +138,18 @@ def test_values_without_an_exact_text_are_refused(value):
     assert jsonio.exact_text(value) is None
 
 
+@pytest.mark.parametrize("value", [{"a": None}, [math.nan], {"x": -math.inf}])
+def test_a_json_text_with_null_is_written_but_not_exact(value):
+    text = jsonio.json_text(value)
+    assert text is not None and b"null" in text and not jsonio.is_exact(text)
+    assert jsonio.is_exact(jsonio.json_text({"a": "full"}))
+
+
+@pytest.mark.parametrize("value", [{"text": "full dose"}, {"text": "nul", "b": "l"}, ["nu", "ll"], {"ull": 1}])
+def test_texts_that_only_look_partly_like_null_have_an_exact_text(value):
+    assert jsonio.exact_text(value) == json.dumps(value, separators=(",", ":")).encode()
+
+
 def _same(a, b) -> bool:
     """Equal, with -0.0 told from 0.0 and types kept (1 is not 1.0)."""
     if type(a) is not type(b):

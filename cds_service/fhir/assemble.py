@@ -17,6 +17,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin
 
@@ -206,11 +207,11 @@ def assemble_record(request: HookRequest, needs: Iterable[str], *,
         deadline = deadline or fhir.deadline()
     kinds: dict[str, str] = {}
     reads: list[Read] = []
-    read = read_part if parts is None else parts.read
+    read = _read_filing if parts is None else parts.read_filing
     for part in TEMPLATES:
-        gap, parsed, link = read(part, request.prefetch.get(part), keep, record.patient_id, parse)
-        if gap is None:
-            file_part(record, part, parsed)
+        gap, filed, link = read(part, request.prefetch.get(part), keep, record.patient_id, parse)
+        if filed is not None:
+            file_filing(record, filed)
             record.sources[part] = "prefetch"
             if link is None:
                 continue
@@ -263,6 +264,12 @@ def add_part(record: PatientRecord, part: str, resources: Iterable[dict[str, Any
              keep: Keep | None = None, parse: Parse = parse_resource) -> None:
     """Select on the raw JSON, then parse and file the resources of one record part."""
     file_part(record, part, select_and_parse(part, resources, keep, record.patient_id, parse))
+
+
+def _read_filing(part: str, value: Any, keep: Keep | None = None, patient_id: str | None = None,
+                 parse: Parse = parse_resource) -> tuple[str | None, Filing | None, str | None]:
+    gap, _, link, filed = _with_filing(part, read_part(part, value, keep, patient_id, parse))
+    return gap, filed, link
 
 
 def read_part(part: str, value: Any, keep: Keep | None = None, patient_id: str | None = None,
@@ -336,19 +343,36 @@ class PartCache:
     def read(self, part: str, value: Any, keep: Keep | None = None, patient_id: str | None = None,
              parse: Parse = parse_resource) -> PrefetchPart:
         """`read_part(part, value, keep, patient_id, parse)`, once per distinct content."""
-        text = jsonio.exact_text(value)
+        gap, parsed, link, _ = self._entry(part, value, keep, patient_id, parse)
+        return gap, list(parsed), link
+
+    def read_filing(self, part: str, value: Any, keep: Keep | None = None, patient_id: str | None = None,
+                    parse: Parse = parse_resource) -> tuple[str | None, Filing | None, str | None]:
+        """`read`, with its resources as `filing` files them (None when the value cannot be used)."""
+        gap, _, link, filed = self._entry(part, value, keep, patient_id, parse)
+        return gap, filed, link
+
+    def _entry(self, part: str, value: Any, keep: Keep | None, patient_id: str | None,
+               parse: Parse) -> tuple[str | None, Parsed, str | None, Filing | None]:
+        # Only exact texts are stored, so the lookup needs no check for null: a hit skips it.
+        text = jsonio.json_text(value)
         if text is None or len(text) > self._max_bytes:
-            return read_part(part, value, keep, patient_id, parse)
+            return _with_filing(part, read_part(part, value, keep, patient_id, parse))
         key = (part, patient_id, id(keep), text)
         with self._lock:
             found = self._entries.get(key)
         if found is not None:
-            gap, parsed, link = found[2]
-            return gap, list(parsed), link
-        gap, parsed, link = read_part(part, value, keep, patient_id, parse)
-        with self._lock:
-            self._entries[key] = (len(text), keep, (gap, list(parsed), link))
-        return gap, parsed, link
+            return found[2]
+        entry = _with_filing(part, read_part(part, value, keep, patient_id, parse))
+        if jsonio.is_exact(text):
+            with self._lock:
+                self._entries[key] = (len(text), keep, entry)
+        return entry
+
+
+def _with_filing(part: str, read: PrefetchPart) -> tuple[str | None, Parsed, str | None, Filing | None]:
+    gap, parsed, link = read
+    return gap, parsed, link, filing(part, parsed) if gap is None else None
 
 
 def _of_another_patient(part: str, raw: dict[str, Any], patient_id: str) -> bool:
@@ -363,19 +387,51 @@ def _of_another_patient(part: str, raw: dict[str, Any], patient_id: str) -> bool
     return False
 
 
-def file_part(record: PatientRecord, part: str, parsed: Parsed) -> None:
-    """File parsed resources of a part into the record; other types become reachable by reference."""
+@dataclass(frozen=True, slots=True)
+class Filing:
+    """Where a part's parsed resources go in a record (`filing`), worked out once: a cached part is filed
+    into every call's record with a list extend and a dict update (`file_filing`)."""
+
+    field: str | None  # the record's list for the part's type; None for the patient part
+    items: tuple[Resource, ...]  # the part's resources of its type, in order
+    referenced: tuple[tuple[str, Resource], ...]  # `Type/id` → resource, in order (a later one wins)
+    skipped: tuple[tuple[str, str], ...]  # (resourceType, why) of each resource left out
+
+
+def filing(part: str, parsed: Parsed) -> Filing:
+    """How `file_part` files parsed resources of a part: its type into the part's list (the patient part:
+    the record's Patient), other types only reachable by reference, each unreadable one skipped."""
     expected = TEMPLATES[part][0]
+    items, referenced, skipped = [], [], []
     for kind, item in parsed:
         if isinstance(item, str):
-            _skip(record, kind, item)
-        elif kind != expected:
-            remember(record, item)
-        elif part == "patient":
-            record.patient = item
-        else:
-            getattr(record, _LIST_FIELDS[part]).append(item)
-            remember(record, item)
+            skipped.append((kind, item))
+            continue
+        if kind == expected:
+            items.append(item)
+            if part == "patient":
+                continue
+        if getattr(item, "id", None):
+            referenced.append((f"{item.get_resource_type()}/{item.id}", item))
+    return Filing(None if part == "patient" else _LIST_FIELDS[part], tuple(items), tuple(referenced),
+                  tuple(skipped))
+
+
+def file_filing(record: PatientRecord, filed: Filing) -> None:
+    """File a part's resources into the record as `filed` says (each skip noted and logged, per call)."""
+    for kind, reason in filed.skipped:
+        _skip(record, kind, reason)
+    if filed.field is None:
+        if filed.items:
+            record.patient = filed.items[-1]
+    else:
+        getattr(record, filed.field).extend(filed.items)
+    record.referenced.update(filed.referenced)
+
+
+def file_part(record: PatientRecord, part: str, parsed: Parsed) -> None:
+    """File parsed resources of a part into the record; other types become reachable by reference."""
+    file_filing(record, filing(part, parsed))
 
 
 def remember(record: PatientRecord, resource: Resource) -> None:

@@ -187,6 +187,15 @@ def test_content_without_an_exact_text_is_selected_every_time(selections, odd):
     assert len(selections) == 2
 
 
+def test_content_written_alike_but_for_null_and_nan_is_never_taken_for_the_other(selections):
+    cache, with_null, with_nan = PartCache(), _history(), _history()
+    with_null[0]["note"] = [{"text": None}]
+    with_nan[0]["note"] = [{"text": float("nan")}]
+    for history in (with_null, with_nan, with_null):
+        _select(cache, "medicationAdministrations", history, _keep_drugs, "pat-42")
+    assert len(selections) == 3
+
+
 def test_the_cache_is_bounded_by_the_bytes_it_holds(selections):
     one, two = _history(), _changed(_history(), "a value")
     size = len(assemble.jsonio.exact_text(_value("medicationAdministrations", one)))
