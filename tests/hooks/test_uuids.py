@@ -14,6 +14,10 @@ def test_uuids_are_random_version_4_and_never_repeat():
     parsed = [uuid.UUID(u) for u in made]
     assert {u.version for u in parsed} == {4}
     assert {u.variant for u in parsed} == {uuid.RFC_4122}
+    assert [str(u) for u in parsed] == made  # canonical: lower case, dashes in their places
+    # Every variant digit (8, 9, a, b) and every digit elsewhere is drawn.
+    assert {u[19] for u in made} == set("89ab")
+    assert set("".join(u[:8] + u[20:] for u in made).replace("-", "")) == set("0123456789abcdef")
 
 
 def test_a_forked_worker_does_not_hand_out_its_parents_uuids():
