@@ -40,7 +40,9 @@ class Coding:
         return {"system": self.system, "code": self.code, "display": self.display}
 
 
-@dataclass(frozen=True)
+# Compared and hashed by identity (eq=False): one object per loaded knowledge and per site (`for_site`), so
+# what is computed from it can be remembered by it (published/locations.py).
+@dataclass(frozen=True, eq=False)
 class Knowledge:
     """The trial's knowledge: study and arms, regimens, code sets, rule and override codes, canonicals."""
 

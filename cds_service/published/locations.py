@@ -8,6 +8,7 @@ this service answers: `/fhir/{type}/{id}` for the FHIR JSON, `/regimens/{id}` fo
 
 from __future__ import annotations
 
+from functools import lru_cache
 from urllib.parse import quote
 
 from cds_service.knowledge.model import Knowledge
@@ -40,6 +41,9 @@ def _artifact(knowledge: Knowledge, url: str) -> dict | None:
     return knowledge.artifacts.by_url.get(canonical)
 
 
+# Both below are pure functions of their arguments, asked again for every card (its source and links), and
+# a process has a few knowledge objects and base URLs: remembered, bounded (a Host header is the caller's).
+@lru_cache(maxsize=1024)
 def served_json_url(knowledge: Knowledge, url: str, base_url: str) -> str:
     """A canonical (`url` or `url|version`) as the served FHIR read URL; any other URL unchanged."""
     found = _artifact(knowledge, url)
@@ -48,6 +52,7 @@ def served_json_url(knowledge: Knowledge, url: str, base_url: str) -> str:
     return fhir_url(base_url, found["resourceType"], found["id"])
 
 
+@lru_cache(maxsize=1024)
 def served_page_url(knowledge: Knowledge, url: str, base_url: str) -> str:
     """A canonical as what a clinician should open: a regimen's page, the regimens of the protocol, or else
     the served FHIR JSON; any other URL unchanged."""
