@@ -64,11 +64,21 @@ class CodeSet:
     # Texts already searched (a medication list repeats the same few names in every call); emptied when
     # the names change (`finish`). Bounded: past the size, texts are searched each time.
     _text_matches: dict[str, Match | None] = field(default_factory=dict, repr=False, compare=False)
+    # Codings already looked up, the same way (an order's route and product codes come back in every call).
+    _code_matches: dict[tuple[str, str], bool] = field(default_factory=dict, repr=False, compare=False)
 
     def has_code(self, system: str | None, code: str | None) -> bool:
         """Whether a coding is in the set (system aliases, ICD dots and padding are normalised)."""
         if not isinstance(system, str) or not isinstance(code, str) or not system or not code:
             return False
+        found = self._code_matches.get((system, code))
+        if found is None:
+            found = self._has_code(system, code)
+            if len(self._code_matches) < _TEXT_MEMO_SIZE:
+                self._code_matches[system, code] = found
+        return found
+
+    def _has_code(self, system: str, code: str) -> bool:
         system = self._systems.get(system.strip().rstrip("/"), system.strip().rstrip("/"))
         code = normalise_code(system, code)
         if any(system == s and code.startswith(p) for s, p in self.excluded_prefixes):
@@ -154,6 +164,7 @@ class CodeSet:
     def finish(self, systems: Mapping[str, str]) -> None:
         self._systems = systems
         self._text_matches = {}
+        self._code_matches = {}
         if self.names:
             words = sorted(self.names, key=len, reverse=True)
             self._names_re = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(w) for w in words) + r")(?!\w)",

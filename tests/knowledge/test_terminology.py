@@ -133,6 +133,26 @@ def test_a_text_searched_again_gives_the_same_answer_and_new_names_are_not_hidde
     assert names.match_text("pomalidomide").text == "pomalidomide"
 
 
+def test_a_coding_looked_up_again_gives_the_same_answer_and_new_codes_are_not_hidden(knowledge):
+    from cds_service.knowledge.terminology import CodeSet
+
+    codes = CodeSet(key="k", url="u", title="t", codes={("http://snomed.info/sct", "26643006")},
+                    prefixes={("http://hl7.org/fhir/sid/icd-10", "C90")},
+                    excluded_prefixes={("http://hl7.org/fhir/sid/icd-10", "C901")})
+    codes.finish({"http://snomed.info/sct/": "http://snomed.info/sct"})
+    asked = [("http://snomed.info/sct", "26643006"), ("http://snomed.info/sct/", " 26643006 "),
+             ("http://snomed.info/sct", "47625008"), ("http://hl7.org/fhir/sid/icd-10", "C90.0"),
+             ("http://hl7.org/fhir/sid/icd-10", "C90.1"), ("http://hl7.org/fhir/sid/icd-10", "C91")]
+    first = [codes.has_code(system, code) for system, code in asked]
+    assert first == [True, True, False, True, False, False]
+    assert [codes.has_code(system, code) for system, code in asked] == first  # remembered alike
+    codes.codes.add(("http://snomed.info/sct", "47625008"))
+    codes.finish({})  # a set whose codes change is finished again: what it remembered goes
+    assert codes.has_code("http://snomed.info/sct", "47625008")
+    dex = knowledge.codes("dexamethasone")
+    assert [dex.has_code(s, c) for s, c in asked * 2] == [dex._has_code(s, c) for s, c in asked * 2]
+
+
 def test_words_found_again_are_the_same_and_a_caller_cannot_change_them():
     from cds_service.knowledge.terminology import CodeSet, WordMatcher
 
