@@ -152,14 +152,20 @@ def _hook_series(service: str, status: str) -> tuple[Any, Any]:
     return HOOK_CALLS.labels(service, status), HOOK_SECONDS.labels(service)
 
 
+@functools.lru_cache(maxsize=512)
+def _cards_series(service: str, rule: str, indicator: str) -> Any:
+    # As _hook_series: every card counts here, and the label values are from closed sets.
+    return CARDS.labels(service, rule, indicator)
+
+
 def on_event(name: str, fields: dict[str, Any]) -> None:
     """Count one event of cds_service.events (unknown events are ignored)."""
     if name == "cards":
         service = _one_of(fields.get("service"), _closed.services)
         for card in fields.get("cards") or ():
             rule = ((card.get("extension") or {}).get("dexfree") or {}).get("rule")
-            CARDS.labels(service, "none" if rule is None else _one_of(rule, _closed.rules),
-                         _one_of(card.get("indicator"), INDICATORS)).inc()
+            _cards_series(service, "none" if rule is None else _one_of(rule, _closed.rules),
+                          _one_of(card.get("indicator"), INDICATORS)).inc()
     elif name == "fhir_read":
         FHIR_READS.labels(_one_of(fields.get("outcome"), FHIR_OUTCOMES)).inc()
         if fields.get("cached"):
