@@ -48,6 +48,8 @@ Parse = Callable[[Any], Resource]
 Parsed = list[tuple[str, Resource | str]]
 # A prefetch value read for a part: why it cannot be used (None: it can), its Parsed, its next page's link.
 PrefetchPart = tuple[str | None, Parsed, str | None]
+# A PartCache entry: the PrefetchPart and its Filing (None when the value cannot be used).
+_Entry = tuple[str | None, Parsed, str | None, "Filing | None"]
 
 # Record part → PatientRecord attribute (the patient part is a single resource).
 _LIST_FIELDS = {
@@ -335,7 +337,7 @@ class PartCache:
     """
 
     def __init__(self, max_bytes: int = PART_CACHE_BYTES) -> None:
-        self._entries: LRUCache[tuple[Any, ...], tuple[int, Keep | None, PrefetchPart]] = LRUCache(
+        self._entries: LRUCache[tuple[Any, ...], tuple[int, Keep | None, _Entry]] = LRUCache(
             maxsize=max_bytes, getsizeof=lambda entry: entry[0])
         self._max_bytes = max_bytes
         self._lock = threading.Lock()
@@ -353,7 +355,7 @@ class PartCache:
         return gap, filed, link
 
     def _entry(self, part: str, value: Any, keep: Keep | None, patient_id: str | None,
-               parse: Parse) -> tuple[str | None, Parsed, str | None, Filing | None]:
+               parse: Parse) -> _Entry:
         # Only exact texts are stored, so the lookup needs no check for null: a hit skips it.
         text = jsonio.json_text(value)
         if text is None or len(text) > self._max_bytes:
@@ -370,7 +372,7 @@ class PartCache:
         return entry
 
 
-def _with_filing(part: str, read: PrefetchPart) -> tuple[str | None, Parsed, str | None, Filing | None]:
+def _with_filing(part: str, read: PrefetchPart) -> _Entry:
     gap, parsed, link = read
     return gap, parsed, link, filing(part, parsed) if gap is None else None
 
@@ -411,8 +413,9 @@ def filing(part: str, parsed: Parsed) -> Filing:
             items.append(item)
             if part == "patient":
                 continue
-        if getattr(item, "id", None):
-            referenced.append((f"{item.get_resource_type()}/{item.id}", item))
+        key = _reference_key(item)
+        if key is not None:
+            referenced.append((key, item))
     return Filing(None if part == "patient" else _LIST_FIELDS[part], tuple(items), tuple(referenced),
                   tuple(skipped))
 
@@ -436,8 +439,14 @@ def file_part(record: PatientRecord, part: str, parsed: Parsed) -> None:
 
 def remember(record: PatientRecord, resource: Resource) -> None:
     """Make a resource reachable by reference (`Type/id`)."""
-    if getattr(resource, "id", None):
-        record.referenced[f"{resource.get_resource_type()}/{resource.id}"] = resource
+    key = _reference_key(resource)
+    if key is not None:
+        record.referenced[key] = resource
+
+
+def _reference_key(resource: Resource) -> str | None:
+    """`Type/id`, what a reference to the resource is resolved by; None without an id."""
+    return f"{resource.get_resource_type()}/{resource.id}" if getattr(resource, "id", None) else None
 
 
 def _prepare(keep: Keep | None, patient_id: str,
