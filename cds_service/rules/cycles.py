@@ -30,6 +30,7 @@ cannot-verify (`c1d1` None):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
@@ -49,6 +50,8 @@ VOID_REQUEST = frozenset({"cancelled", "entered-in-error", "draft"})
 VOID_ADMINISTRATION = frozenset({"not-done", "entered-in-error", "unknown"})
 # Isatuximab infusions moved by a day or two (weekends, bed availability) are not a sign of a delayed cycle.
 INFUSION_SLACK_DAYS = 2
+# How many placed dates and cycle starts a clock remembers: a call places a few, bulk monitoring hundreds.
+_KNOWN_PER_CLOCK = 4096
 # Without an enrolment date, isatuximab resumed within this many cycles of a stop may be a pause in the
 # study course (toxicity) as well as a new line: a service decision, not a protocol number.
 PAUSE_OR_LINE_CYCLES = 3
@@ -90,6 +93,9 @@ class CycleClock:
     stale_after: date | None = None
     # anchors() by regimen: every date placed re-reads them (bulk monitoring places hundreds).
     _anchors: dict[str, list[_Anchor]] = field(default_factory=dict, init=False, compare=False, repr=False)
+    # _place and _start by (regimen, date or cycle): a remembered clock (rules/memo.py) serves a patient's
+    # calls, each placing the same few dates (an order's start, the stop cycle's day 1). Bounded per clock.
+    _known: dict[tuple[str, Any], Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @property
     def regimen(self) -> Regimen | None:
@@ -158,6 +164,18 @@ class CycleClock:
         return regimen.cycle_and_day((day - anchor.base).days + regimen.cycle_start(anchor.cycle)), anchor
 
     def _place(self, regimen: Regimen, day: date) -> tuple[tuple[int, int] | None, str | None]:
+        return self._remembered(("place", regimen.canonical, day), self._place_of, regimen, day)
+
+    def _remembered(self, key: tuple[Any, ...], compute: Callable[..., Any], *args: Any) -> Any:
+        # A clock's fields are frozen: the answer for a key never changes. Threads may compute one twice.
+        if key in self._known:
+            return self._known[key]
+        answer = compute(*args)
+        if len(self._known) < _KNOWN_PER_CLOCK:
+            self._known[key] = answer
+        return answer
+
+    def _place_of(self, regimen: Regimen, day: date) -> tuple[tuple[int, int] | None, str | None]:
         calendar = regimen.cycle_and_day((day - self.c1d1).days)
         if calendar is None:
             return None, None
@@ -177,6 +195,9 @@ class CycleClock:
                       f"{anchor.start.isoformat()})")
 
     def _start(self, regimen: Regimen, cycle: int) -> date | None:
+        return self._remembered(("start", regimen.canonical, cycle), self._start_of, regimen, cycle)
+
+    def _start_of(self, regimen: Regimen, cycle: int) -> date | None:
         anchors = self.anchors(regimen)
         given = next((a.start for a in anchors if a.cycle == cycle), None)
         if given is not None:

@@ -267,3 +267,26 @@ def test_through_order_sign(client, kwargs, expected, text):
     assert [c["extension"]["dexfree"]["rule"] for c in cards] == expected
     if text:
         assert text in cards[0]["detail"]
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[row[0] for row in ROWS])
+def test_a_clock_asked_again_answers_as_a_fresh_one(knowledge, row, monkeypatch):
+    """The clock remembers the dates it placed and the cycles it started (a remembered clock serves a
+    patient's calls): asked in any order, again, and past what it may remember, it answers as a clock that
+    was never asked anything."""
+    import random
+
+    from cds_service.rules import cycles
+
+    _, subject, resources, *_ = row
+    monkeypatch.setattr(cycles, "_KNOWN_PER_CLOCK", 40)
+    days = [C1D1 + timedelta(days=offset) for offset in range(-10, 140, 3)]
+    questions = [("position", d) for d in days] + [("unclear", d) for d in days] + \
+        [("cycle_start", c) for c in range(1, 9)]
+    questions = questions * 2
+    random.Random(7).shuffle(questions)
+    asked = clock_of(knowledge, subject or research_subject(), *resources)
+    for name, argument in questions:
+        fresh = clock_of(knowledge, subject or research_subject(), *resources)
+        assert getattr(asked, name)(argument) == getattr(fresh, name)(argument), (name, argument)
+    assert len(asked._known) <= 40
