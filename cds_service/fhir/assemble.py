@@ -495,14 +495,13 @@ def _drop_part(record: PatientRecord, part: str, reason: str, kinds: dict[str, s
 
 def _outgoing(resource: Resource) -> list[tuple[str, str]]:
     """(reference, expected type) of what a resource points to that the record resolves."""
-    refs = []
+    # ResearchSubject, the type here without `medicationReference`, is told first: getattr on a field a
+    # model does not have costs pydantic an exception (2.5 µs a resource).
+    if resource.get_resource_type() == "ResearchSubject":
+        study = resource.study
+        return [(study.reference, "ResearchStudy")] if study is not None and study.reference else []
     medication = getattr(resource, "medicationReference", None)
-    if medication is not None and medication.reference:
-        refs.append((medication.reference, "Medication"))
-    if resource.get_resource_type() == "ResearchSubject" and resource.study is not None \
-            and resource.study.reference:
-        refs.append((resource.study.reference, "ResearchStudy"))
-    return refs
+    return [(medication.reference, "Medication")] if medication is not None and medication.reference else []
 
 
 def _reference_reads(record: PatientRecord, resources: Iterable[Resource], target: Target,

@@ -381,7 +381,9 @@ def _dose(order: Any, medication: Any) -> tuple[float | None, str | None, str | 
     """The dose per administration in mg, what the order says, and why it could not be read if so."""
     quantities = []
     for dosage in dosages(order):
-        if getattr(dosage, "dose", None) is not None:  # a MedicationAdministration's dosage
+        # A MedicationAdministration's dosage has `dose`; an order's Dosage has no such field, and pydantic
+        # answers getattr on a missing field with an exception (2.5 µs): its fields are read directly.
+        if vars(dosage).get("dose") is not None:
             quantities.append((False, dosage.dose))
         for dose_rate in getattr(dosage, "doseAndRate", None) or []:
             ordered = any(c.code == "ordered" for c in getattr(dose_rate.type, "coding", None) or [])
