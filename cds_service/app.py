@@ -16,6 +16,7 @@ from cds_service import jsonio
 from cds_service.audit.store import open_audit_store
 from cds_service.config import Config
 from cds_service.errors import CdsError, operation_outcome
+from cds_service.hooks.body import read_hook_body
 from cds_service.hooks.request import read_json_body, read_limited
 from cds_service.knowledge.model import shared_knowledge
 from cds_service.logs import configure_logging, log_event
@@ -88,10 +89,10 @@ def _routes(app: Flask, runtime: Runtime) -> None:
     @app.post("/cds-services/<service_id>")
     def call_service(service_id: str) -> Response:
         g.log_fields["service"] = service_id
-        body = read_json_body(_body(runtime), request.content_type)
+        sent = read_hook_body(_body(runtime), request.content_type, runtime.sent_parts)
         # Built from the request only when the record is evaluated (a short cut needs no links).
-        return _json(runtime.call(service_id, body, g.log_fields, g.caller,
-                                  base_url=lambda: _public_base(runtime)))
+        return _json(runtime.call(service_id, sent.value, g.log_fields, g.caller,
+                                  base_url=lambda: _public_base(runtime), texts=sent.texts))
 
     @app.post("/cds-services/<service_id>/feedback")
     def feedback(service_id: str) -> Response:

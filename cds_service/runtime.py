@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
@@ -18,6 +18,7 @@ from cds_service.errors import CdsError, ConfigError
 from cds_service.fhir.assemble import MODEL_TYPES, PartCache, assemble_record, draft_record
 from cds_service.fhir.fetch import FhirGateway
 from cds_service.fhir.parse import ParseCache, warm_models
+from cds_service.hooks.body import SentParts
 from cds_service.hooks.feedback import ReasonCatalogue, parse_feedback
 from cds_service.hooks.registry import Registry
 from cds_service.hooks.request import count_resources, parse_hook_request
@@ -72,6 +73,8 @@ class Runtime:
         self.keep = {service.id: relevance(self.knowledge, *([service.drugs] if service.drugs else []))
                      for service in self.registry}
         self.parse_cache = ParseCache(self.config.parse_cache_size)
+        # Prefetch values by their text as sent: a history sent again is not decoded again (hooks/body.py).
+        self.sent_parts = SentParts()
         # Prefetched parts as selected, by their exact content: a patient's history is selected once.
         self.part_cache = PartCache()
         # Cycle clocks by the identity of the (cached) models they are read from: a patient's calls share one.
@@ -102,15 +105,17 @@ class Runtime:
 
     def call(self, service_id: str, body: Any, log_fields: dict[str, Any],
              caller: Caller = ANONYMOUS, *,
-             base_url: str | Callable[[], str] | None = None) -> dict[str, Any]:
+             base_url: str | Callable[[], str] | None = None,
+             texts: Mapping[str, bytes] | None = None) -> dict[str, Any]:
         """Answer one hook call: the CDS response body, or a CdsError.
 
         `base_url` is the service's public base URL for this call (the routes pass CDS_BASE_URL or the URL
         called, as a function called only when the record is evaluated); the cards' links to published
-        artifacts are made to point under it.
+        artifacts are made to point under it. `texts`: each prefetch value's text as sent, when the body
+        was read with `read_hook_body` (the routes do).
         """
         service = self.registry.get(service_id)
-        request = parse_hook_request(body, service.hook, service.id)
+        request = parse_hook_request(body, service.hook, service.id, texts)
         log_fields.update(hookInstance=request.hook_instance[:100], hook=request.hook,
                           patientKey=self.pseudonymize(request.patient_id))
         if count_resources(request) > self.config.max_resources:

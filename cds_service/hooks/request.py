@@ -43,7 +43,8 @@ class FhirAuthorization:
 
 @dataclass(frozen=True)
 class HookRequest:
-    """One validated hook call. `prefetch` keeps what the client sent, null values included."""
+    """One validated hook call. `prefetch` keeps what the client sent, null values included;
+    `prefetch_texts`, when the body was read as sent (hooks/body.py), the exact text of each value."""
 
     hook: str
     hook_instance: str
@@ -51,6 +52,7 @@ class HookRequest:
     fhir_server: str | None = None
     fhir_authorization: FhirAuthorization | None = field(default=None, repr=False)
     prefetch: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    prefetch_texts: Mapping[str, bytes] = field(default_factory=dict, repr=False)
 
     @property
     def patient_id(self) -> str:
@@ -88,21 +90,36 @@ def read_limited(stream: BinaryIO, limit: int) -> bytes:
 
 def read_json_body(data: bytes, content_type: str | None) -> Any:
     """The request body as JSON, or a 415/400 CdsError that says what is wrong with it."""
+    check_body(data, content_type)
+    try:
+        body = jsonio.loads(data)
+    except (ValueError, RecursionError):
+        raise not_json() from None
+    check_depth(json_text_depth(data, MAX_JSON_DEPTH))
+    return body
+
+
+def check_body(data: bytes, content_type: str | None) -> None:
+    """A 415 for a body that is not JSON by its Content-Type, a 400 for an empty one."""
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
     if media_type not in JSON_CONTENT_TYPES:
         raise CdsError(415, f"Content-Type must be application/json, not {media_type or 'absent'}",
                        code="not-supported")
     if not data.strip():
         raise bad_request("The request body is empty; a JSON object is required")
-    try:
-        body = jsonio.loads(data)
-    except (ValueError, RecursionError):
-        # json's own message quotes the body: say where it broke, never what it contained.
-        raise bad_request("The request body is not valid JSON") from None
-    if json_text_depth(data, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+
+
+def not_json() -> CdsError:
+    """The 400 for a body that does not decode."""
+    # json's own message quotes the body: say where it broke, never what it contained.
+    return bad_request("The request body is not valid JSON")
+
+
+def check_depth(depth: int) -> None:
+    """A 413 for a body nested deeper than MAX_JSON_DEPTH."""
+    if depth > MAX_JSON_DEPTH:
         raise CdsError(413, f"The request body is nested deeper than {MAX_JSON_DEPTH} levels",
                        code="too-costly")
-    return body
 
 
 def json_depth(value: Any, limit: int | None = None) -> int:
@@ -185,8 +202,10 @@ def _check_url(value: str, path: str) -> str:
     return value.rstrip("/")
 
 
-def parse_hook_request(body: Any, expected_hook: str, service_id: str) -> HookRequest:
-    """Check a service call against the specification and the service's hook; unknown fields are ignored."""
+def parse_hook_request(body: Any, expected_hook: str, service_id: str,
+                       texts: Mapping[str, bytes] | None = None) -> HookRequest:
+    """Check a service call against the specification and the service's hook; unknown fields are ignored.
+    `texts`: the exact text of each prefetch value, as `read_hook_body` gives them."""
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object")
     hook = _require(body, "hook", str)
@@ -245,7 +264,8 @@ def parse_hook_request(body: Any, expected_hook: str, service_id: str) -> HookRe
         if isinstance(value, dict) and value.get("resourceType") == "Bundle":
             _check_entries(value, f"prefetch.{key}")
     return HookRequest(hook=hook, hook_instance=hook_instance, context=context, fhir_server=fhir_server,
-                       fhir_authorization=authorization, prefetch=prefetch)
+                       fhir_authorization=authorization, prefetch=prefetch,
+                       prefetch_texts={key: texts[key] for key in prefetch if key in texts} if texts else {})
 
 
 def _check_entries(bundle: Mapping[str, Any], path: str) -> None:
