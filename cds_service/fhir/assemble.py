@@ -211,7 +211,8 @@ def assemble_record(request: HookRequest, needs: Iterable[str], *,
     reads: list[Read] = []
     read = _read_filing if parts is None else parts.read_filing
     for part in TEMPLATES:
-        gap, filed, link = read(part, request.prefetch.get(part), keep, record.patient_id, parse)
+        gap, filed, link = read(part, request.prefetch.get(part), keep, record.patient_id, parse,
+                                text=request.prefetch_texts.get(part))
         if filed is not None:
             file_filing(record, filed)
             record.sources[part] = "prefetch"
@@ -269,7 +270,8 @@ def add_part(record: PatientRecord, part: str, resources: Iterable[dict[str, Any
 
 
 def _read_filing(part: str, value: Any, keep: Keep | None = None, patient_id: str | None = None,
-                 parse: Parse = parse_resource) -> tuple[str | None, Filing | None, str | None]:
+                 parse: Parse = parse_resource, *, text: bytes | None = None
+                 ) -> tuple[str | None, Filing | None, str | None]:
     gap, _, link, filed = _with_filing(part, read_part(part, value, keep, patient_id, parse))
     return gap, filed, link
 
@@ -330,10 +332,11 @@ class PartCache:
     each resource looked at, the kept ones digested for the parse cache) was a fifth of an arm B call
     (bench/README.md).
 
-    The key is the part, the patient, the `keep` predicate (by identity, held by the entry) and the value as
-    `jsonio.exact_text` writes it: only equal content shares an entry, and content it cannot write exactly
-    is read each time. The answer is what `read_part` gives for that content (its models are never changed,
-    as the parse cache's). Bounded by the bytes of the keys it holds (PART_CACHE_BYTES).
+    The key is the part, the patient, the `keep` predicate (by identity, held by the entry) and the value's
+    text: as the client sent it when the body was read so (hooks/body.py), else as `jsonio.exact_text`
+    writes it. Only equal content shares an entry, and content it cannot write exactly is read each time.
+    The answer is what `read_part` gives for that content (its models are never changed, as the parse
+    cache's). Bounded by the bytes of the keys it holds (PART_CACHE_BYTES).
     """
 
     def __init__(self, max_bytes: int = PART_CACHE_BYTES) -> None:
@@ -343,21 +346,26 @@ class PartCache:
         self._lock = threading.Lock()
 
     def read(self, part: str, value: Any, keep: Keep | None = None, patient_id: str | None = None,
-             parse: Parse = parse_resource) -> PrefetchPart:
-        """`read_part(part, value, keep, patient_id, parse)`, once per distinct content."""
-        gap, parsed, link, _ = self._entry(part, value, keep, patient_id, parse)
+             parse: Parse = parse_resource, *, text: bytes | None = None) -> PrefetchPart:
+        """`read_part(part, value, keep, patient_id, parse)`, once per distinct content (`text`: as
+        `read_filing`)."""
+        gap, parsed, link, _ = self._entry(part, value, keep, patient_id, parse, sent=text)
         return gap, list(parsed), link
 
     def read_filing(self, part: str, value: Any, keep: Keep | None = None, patient_id: str | None = None,
-                    parse: Parse = parse_resource) -> tuple[str | None, Filing | None, str | None]:
-        """`read`, with its resources as `filing` files them (None when the value cannot be used)."""
-        gap, _, link, filed = self._entry(part, value, keep, patient_id, parse)
+                    parse: Parse = parse_resource, *, text: bytes | None = None
+                    ) -> tuple[str | None, Filing | None, str | None]:
+        """`read`, with its resources as `filing` files them (None when the value cannot be used). `text`:
+        the value's exact text as sent (hooks/body.py), when known: the key, instead of writing it out."""
+        gap, _, link, filed = self._entry(part, value, keep, patient_id, parse, sent=text)
         return gap, filed, link
 
     def _entry(self, part: str, value: Any, keep: Keep | None, patient_id: str | None,
-               parse: Parse) -> _Entry:
-        # Only exact texts are stored, so the lookup needs no check for null: a hit skips it.
-        text = jsonio.json_text(value)
+               parse: Parse, *, sent: bytes | None = None) -> _Entry:
+        # The text sent decodes to the value and only an equal text does: exact, nulls and all. A text
+        # written out here is exact only without a null (jsonio.is_exact): only such are stored, so the
+        # lookup needs no check for null and a hit skips it. An equal text of either kind is the same value.
+        text = sent if sent is not None else jsonio.json_text(value)
         if text is None or len(text) > self._max_bytes:
             return _with_filing(part, read_part(part, value, keep, patient_id, parse))
         key = (part, patient_id, id(keep), text)
@@ -366,7 +374,7 @@ class PartCache:
         if found is not None:
             return found[2]
         entry = _with_filing(part, read_part(part, value, keep, patient_id, parse))
-        if jsonio.is_exact(text):
+        if sent is not None or jsonio.is_exact(text):
             with self._lock:
                 self._entries[key] = (len(text), keep, entry)
         return entry

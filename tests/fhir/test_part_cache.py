@@ -220,3 +220,42 @@ def test_with_the_parse_cache_the_models_are_the_same_objects_call_after_call():
     first = _select(cache, "medicationAdministrations", _history(), _keep_drugs, "pat-42", parse=parse)
     again = _select(cache, "medicationAdministrations", _history(), _keep_drugs, "pat-42", parse=parse)
     assert [id(item) for _, item in first] == [id(item) for _, item in again]
+
+
+def _sent(value: Any, **style: Any) -> bytes:
+    import json
+
+    return json.dumps(value, **style).encode()
+
+
+def test_a_text_as_sent_keys_the_part_nulls_included(selections):
+    """The text a client sent decodes to its value and only an equal text does: it is the key as it is,
+    a null in it included (a text written out from the value is exact only without one)."""
+    history = _history()
+    history[0]["note"] = [{"text": None}]
+    value = _value("medicationAdministrations", history)
+    cache, text = PartCache(), _sent(value)
+    answers = [cache.read("medicationAdministrations", value, _keep_drugs, "pat-42", text=text)
+               for _ in range(2)]
+    assert len(selections) == 1
+    expected = _shown(read_part("medicationAdministrations", value, _keep_drugs, "pat-42")[1])
+    assert [_shown(parsed) for _, parsed, _ in answers] == [expected, expected]
+
+
+def test_another_text_of_the_same_content_is_another_key_with_the_same_answer(selections):
+    value = _value("medicationAdministrations", _history())
+    cache = PartCache()
+    spaced = cache.read("medicationAdministrations", value, _keep_drugs, "pat-42", text=_sent(value))
+    compact = cache.read("medicationAdministrations", value, _keep_drugs, "pat-42",
+                         text=_sent(value, separators=(",", ":")))
+    assert len(selections) == 2
+    assert _shown(spaced[1]) == _shown(compact[1])
+
+
+def test_a_text_sent_written_as_the_cache_writes_it_is_the_same_entry(selections):
+    value = _value("medicationAdministrations", _history())
+    cache = PartCache()
+    cache.read("medicationAdministrations", value, _keep_drugs, "pat-42")
+    cache.read("medicationAdministrations", value, _keep_drugs, "pat-42",
+               text=assemble.jsonio.exact_text(value))
+    assert len(selections) == 1
