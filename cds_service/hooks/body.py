@@ -11,8 +11,8 @@ hundred bytes) are decoded each time.
 The body is accepted or refused exactly as `read_json_body` does (tests/hooks/test_body.py holds the
 two to each other): every member and part is decoded by `jsonio.loads` from its own text, as the whole
 text would decode it, and the depth is put together from theirs. A body msgspec does not split — not
-UTF-8, malformed, nested past msgspec's limit, a top-level field CDS Hooks 2.0.1 does not name, `prefetch` not an object — goes the
-general way (`read_json_body`), which then says what is wrong with it.
+UTF-8, malformed, nested past msgspec's limit, a top-level field CDS Hooks 2.0.1 does not name,
+`prefetch` not an object — goes the general way (`read_json_body`), which then says what is wrong with it.
 
 The decoded values are shared by every call that sends the same text: nothing may change them (nothing
 does; the parse cache, the part cache and the repairs of resources all copy what they change).
