@@ -106,6 +106,21 @@ def test_cds_response_completes_cards_built_by_hand():
     assert not empty_values(body)
 
 
+def test_a_card_built_by_card_and_pointed_by_served_links_is_answered_as_if_pruned_again(knowledge):
+    """cds_response does not prune a card `card` made again; the links the service points since stay valid."""
+    from cds_service.cards.common import protocol_link, served_links
+
+    built = card(summary="S", indicator="warning", source={**SOURCE, "url": knowledge.rule},
+                 detail="", links=[protocol_link(knowledge)],
+                 suggestions=[suggestion("Remove", [action("delete", "Remove it", resource_id="X/1")])],
+                 extension={"dexfree": {"rule": "r", "evidence": ("X/1",), "missing": ()}})
+    plain = served_links([dict(built)], knowledge, "https://cds.example.org")
+    answered = cds_response(served_links([built], knowledge, "https://cds.example.org"))
+    assert answered == cds_response(plain)
+    assert not empty_values(answered)
+    check_cds_response(answered)
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"summary": "", "indicator": "info", "source": SOURCE}, "summary"),
     ({"summary": "S", "indicator": "urgent", "source": SOURCE}, "indicator"),
