@@ -110,8 +110,9 @@ def read_hook_body(data: bytes, content_type: str | None, parts: SentParts) -> S
             raw = getattr(sent, name)
             if raw is not msgspec.UNSET:
                 text = bytes(raw)
-                body[name] = jsonio.loads(text)
-                deepest = max(deepest, json_text_depth(text, MAX_JSON_DEPTH))
+                body[name] = value = jsonio.loads(text)
+                if isinstance(value, dict | list):  # a string or a number nests nothing
+                    deepest = max(deepest, json_text_depth(text, MAX_JSON_DEPTH))
         if isinstance(sent.prefetch, dict):
             prefetch, inner = {}, 0
             for key, raw in sent.prefetch.items():
