@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,27 @@ LOOPBACK_FHIR_SERVERS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::
 
 
 def _int(raw: str) -> int:
+    return int(raw)
+
+
+# `CDS_WORKERS=auto` (the default) takes one worker per CPU the process may run on, up to this many: each
+# worker holds its own parse, part and clock caches.
+MAX_AUTO_WORKERS = 4
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity: a pinned or cpuset-limited process has fewer)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _workers(raw: str) -> int:
+    # Two workers on one core took a fifth more CPU per hook call than one under load (their caches and
+    # the core's take turns: bench/README.md, "Hook latency"): one per usable CPU.
+    if raw.strip().lower() == "auto":
+        return max(1, min(usable_cpus(), MAX_AUTO_WORKERS))
     return int(raw)
 
 
@@ -101,7 +122,9 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("host", "HOST", "127.0.0.1", str, "Address the service listens on."),
     Setting("port", "PORT", "8080", _int, "Port the service listens on."),
-    Setting("workers", "CDS_WORKERS", "2", _int, "gunicorn worker processes."),
+    Setting("workers", "CDS_WORKERS", "auto", _workers,
+            f"gunicorn worker processes; `auto`: one per CPU the process may run on, at most "
+            f"{MAX_AUTO_WORKERS}."),
     Setting("threads", "CDS_THREADS", "4", _int, "Threads per gunicorn worker."),
     Setting("log_level", "CDS_LOG_LEVEL", "INFO", str, "Log level (logs are JSON lines on stderr)."),
     Setting("base_url", "CDS_BASE_URL", "", _optional_str,
@@ -194,7 +217,7 @@ class Config:
 
     host: str = "127.0.0.1"
     port: int = 8080
-    workers: int = 2
+    workers: int = field(default_factory=lambda: _workers("auto"))
     threads: int = 4
     log_level: str = "INFO"
     base_url: str | None = None

@@ -40,8 +40,23 @@ def test_environment_overrides():
     assert config.jwt_issuers == Path("/etc/cds/issuers.json")
 
 
+@pytest.mark.parametrize(("cpus", "raw", "workers"), [
+    ({1}, "auto", 1),  # pinned to one core: one worker, not two taking turns on it
+    ({0, 1}, "auto", 2),
+    (set(range(64)), "AUTO", 4),  # each worker holds its own caches: at most MAX_AUTO_WORKERS
+    ({0}, "3", 3),  # a number is taken as it is
+])
+def test_workers_follow_the_cpus_the_process_may_run_on(monkeypatch, cpus, raw, workers):
+    from cds_service import config as config_module
+
+    monkeypatch.setattr(config_module.os, "sched_getaffinity", lambda pid: cpus, raising=False)
+    assert Config.from_env({"CDS_WORKERS": raw}).workers == workers
+    assert Config().workers == min(len(cpus), config_module.MAX_AUTO_WORKERS)
+
+
 @pytest.mark.parametrize(("env", "name"), [
     ({"PORT": "eighty"}, "PORT"),
+    ({"CDS_WORKERS": "several"}, "CDS_WORKERS"),
     ({"PORT": "0"}, "PORT"),
     ({"CDS_MAX_BODY_BYTES": "-1"}, "CDS_MAX_BODY_BYTES"),
     ({"CDS_SHOW_NOT_ELIGIBLE": "perhaps"}, "CDS_SHOW_NOT_ELIGIBLE"),
