@@ -105,7 +105,7 @@ class BatchedLines(logging.Handler):
         self.size = size
         self.delay = delay
         self._pending: list[str] = []
-        self._writer_pid: int | None = None
+        self._writing = False  # whether this process has started the writer thread
         _BATCHED.add(self)
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -114,7 +114,7 @@ class BatchedLines(logging.Handler):
             self._pending.append(self.format(record))
             if record.levelno >= logging.WARNING or len(self._pending) >= self.size:
                 self._write()
-            elif self._writer_pid != os.getpid():
+            elif not self._writing:
                 self._start_writer()
         except Exception:
             self.handleError(record)
@@ -137,12 +137,12 @@ class BatchedLines(logging.Handler):
             self.stream.flush()
 
     def _start_writer(self) -> None:
-        # One per process: a forked gunicorn worker has no thread of its parent's.
-        self._writer_pid = os.getpid()
-        threading.Thread(target=self._run, args=(self._writer_pid,), name="log-writer", daemon=True).start()
+        # One per process: a forked gunicorn worker has no thread of its parent's (`_after_fork`).
+        self._writing = True
+        threading.Thread(target=self._run, name="log-writer", daemon=True).start()
 
-    def _run(self, pid: int) -> None:
-        while self._writer_pid == pid and self in _BATCHED:
+    def _run(self) -> None:
+        while self in _BATCHED:
             time.sleep(self.delay)
             try:
                 self.flush()
@@ -151,7 +151,7 @@ class BatchedLines(logging.Handler):
 
     def _after_fork(self) -> None:
         self._pending.clear()  # the parent's, written by the parent
-        self._writer_pid = None
+        self._writing = False
 
 
 _BATCHED: weakref.WeakSet[BatchedLines] = weakref.WeakSet()
