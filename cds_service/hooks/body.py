@@ -12,7 +12,7 @@ The body is accepted or refused exactly as `read_json_body` does (tests/hooks/te
 two to each other): every member and part is decoded by `jsonio.loads` from its own text, as the whole
 text would decode it, and the depth is put together from theirs. A body msgspec does not split — not
 UTF-8, malformed, nested past msgspec's limit, a top-level field CDS Hooks 2.0.1 does not name,
-`prefetch` not an object — goes the general way (`read_json_body`), which then says what is wrong with it.
+`prefetch` not an object — goes the general way (`decode_body`), which then says what is wrong with it.
 
 The decoded values are shared by every call that sends the same text: nothing may change them (nothing
 does; the parse cache, the part cache and the repairs of resources all copy what they change).
@@ -33,9 +33,9 @@ from cds_service.hooks.request import (
     MAX_JSON_DEPTH,
     check_body,
     check_depth,
+    decode_body,
     json_text_depth,
     not_json,
-    read_json_body,
 )
 
 # What SentParts may hold, in bytes of the texts it keys on: some 280 patients' 100-resource histories.
@@ -100,7 +100,7 @@ def read_hook_body(data: bytes, content_type: str | None, parts: SentParts) -> S
     try:
         sent = _SPLIT.decode(data)
     except (msgspec.MsgspecError, RecursionError):  # msgspec gives up nesting past its own limit
-        return SentBody(read_json_body(data, content_type))
+        return SentBody(decode_body(data))
     body: dict[str, Any] = {}
     texts: dict[str, bytes] = {}
     # The body is one level; each member nests below it, each prefetch value below `prefetch`.

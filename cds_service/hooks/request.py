@@ -89,8 +89,13 @@ def read_limited(stream: BinaryIO, limit: int) -> bytes:
 
 
 def read_json_body(data: bytes, content_type: str | None) -> Any:
-    """The request body as JSON, or a 415/400 CdsError that says what is wrong with it."""
+    """The request body as JSON, or a 415/400/413 CdsError that says what is wrong with it."""
     check_body(data, content_type)
+    return decode_body(data)
+
+
+def decode_body(data: bytes) -> Any:
+    """A body `check_body` passed, decoded whole: a 400 when it is not JSON, a 413 when nested too deep."""
     try:
         body = jsonio.loads(data)
     except (ValueError, RecursionError):
